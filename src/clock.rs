@@ -1,0 +1,116 @@
+//! Ticks: nanoseconds since the tracker was created, read from the configured `quanta::Clock`.
+//!
+//! Ground rules:
+//! - [`Ticker::now`] reads the clock exactly. Only the cold paths call it: every scan, `status`.
+//! - [`Ticker::recent`] is what the hot path reads. On a real clock it is the value the last
+//!   scan published (one `Relaxed` load of a cache line that is written once per scan), so
+//!   a progress tick has the resolution of one `scan_interval`: it may be up to one interval
+//!   older than the progress it stamps, never newer. On a mock clock (`quanta::Clock::mock()`)
+//!   it reads the clock exactly, so deterministic tests see exact ticks.
+//! - Elapsed time is always `now.saturating_sub(tick)`: a tick from the future counts as zero.
+//!
+//! A process-global `quanta::Upkeep` is deliberately not used: a library cannot assume it owns
+//! the one upkeep thread a process may run.
+
+use crossbeam_utils::CachePadded;
+
+use crate::sync::{AtomicU64, Ordering};
+
+/// The tracker's time source.
+pub(crate) struct Ticker {
+    clock: quanta::Clock,
+    epoch: quanta::Instant,
+    /// Whether `clock` is a `quanta` mock: then `recent` reads it exactly.
+    exact: bool,
+    /// The tick the last scan published. Written only by `publish` (the scanner), read by the
+    /// flush and track paths.
+    coarse: CachePadded<AtomicU64>,
+}
+
+impl Ticker {
+    pub(crate) fn new(clock: quanta::Clock) -> Self {
+        let exact = is_mock(&clock);
+        let epoch = clock.now();
+        Ticker {
+            clock,
+            epoch,
+            exact,
+            coarse: CachePadded::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The exact current tick.
+    pub(crate) fn now(&self) -> u64 {
+        let d = self.clock.now().saturating_duration_since(self.epoch);
+        u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The tick for the hot path: exact on a mock clock, else the last published one.
+    #[inline]
+    pub(crate) fn recent(&self) -> u64 {
+        if self.exact {
+            self.now()
+        } else {
+            // Relaxed: a lone timestamp; nothing else is published through it.
+            self.coarse.load(Ordering::Relaxed)
+        }
+    }
+
+    /// Publishes `tick` for `recent` (the scanner calls it at the start of every scan).
+    pub(crate) fn publish(&self, tick: u64) {
+        // Relaxed: a lone timestamp; `fetch_max` keeps it monotone if scans ever race.
+        self.coarse.fetch_max(tick, Ordering::Relaxed);
+    }
+
+    /// Whether ticks are exact (mock clock).
+    #[cfg(test)]
+    pub(crate) fn is_exact(&self) -> bool {
+        self.exact
+    }
+}
+
+/// Whether `clock` is a `quanta` mock clock.
+///
+/// `quanta` exposes no accessor for this, so the `Debug` form is read once at construction
+/// (`Clock { inner: Mock(..) }`). A test in this module pins the format, so a `quanta` upgrade
+/// that changes it fails loudly instead of silently making mock ticks coarse.
+fn is_mock(clock: &quanta::Clock) -> bool {
+    format!("{clock:?}").contains("Mock(")
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn mock_clocks_are_detected_and_real_ones_are_not() {
+        let (mock, _) = quanta::Clock::mock();
+        assert!(is_mock(&mock));
+        assert!(!is_mock(&quanta::Clock::new()));
+    }
+
+    #[test]
+    fn mock_ticks_are_exact_and_saturate_before_the_epoch() {
+        let (clock, mock) = quanta::Clock::mock();
+        mock.increment(Duration::from_secs(5));
+        let t = Ticker::new(clock);
+        assert_eq!(t.now(), 0);
+        mock.increment(Duration::from_nanos(7));
+        assert_eq!(t.now(), 7);
+        assert_eq!(t.recent(), 7, "mock ticks are read exactly");
+        mock.decrement(Duration::from_secs(1));
+        assert_eq!(t.now(), 0, "a clock before the epoch saturates to zero");
+    }
+
+    #[test]
+    fn real_clock_recent_is_the_published_tick() {
+        let t = Ticker::new(quanta::Clock::new());
+        assert!(!t.is_exact());
+        assert_eq!(t.recent(), 0);
+        t.publish(42);
+        assert_eq!(t.recent(), 42);
+        t.publish(41);
+        assert_eq!(t.recent(), 42, "publication never goes back");
+    }
+}

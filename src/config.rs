@@ -1,0 +1,154 @@
+//! Configuration.
+
+use std::time::Duration;
+
+use crate::{ConfigError, Offset};
+
+/// What the scanner does with a shape that stays stuck through its challenge.
+///
+/// ```
+/// use flushwatch::{Config, StallPolicy};
+/// let config = Config::default().stall_policy(StallPolicy::Report);
+/// # let _ = config;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum StallPolicy {
+    /// The shape stops counting at once (the scan that stalls it already computes the watermark
+    /// without it), its writer becomes inert and its key is free to register again.
+    #[default]
+    Evict,
+    /// The shape keeps pinning the watermark; [`Event::Stalled`](crate::Event::Stalled) is the
+    /// only action. The detector re-arms: the shape is suspected again after `grace` and
+    /// stalled again after a further `challenge`, never an event every scan.
+    Report,
+}
+
+/// Tracker configuration: `Default` plus builder-style setters, validated by
+/// [`FlushTracker::new`](crate::FlushTracker::new).
+///
+/// | setter | default | meaning |
+/// | --- | --- | --- |
+/// | [`grace`](Config::grace) | 60 s | a pending shape idle strictly longer than this is overdue |
+/// | [`challenge`](Config::challenge) | 5 s | how long a suspected shape has to answer before it stalls |
+/// | [`scan_interval`](Config::scan_interval) | 100 ms | period of the background scanner; also the tick resolution |
+/// | [`start_at`](Config::start_at) | 0 | initial `last_seen` and published watermark |
+/// | [`stall_policy`](Config::stall_policy) | `Evict` | what a stall does |
+/// | [`event_capacity`](Config::event_capacity) | 4096 | bound of the event queue; when full the newest event is dropped and counted |
+/// | [`lag_window`](Config::lag_window) | 50 scans | window of the lagging classifier; 0 turns it off |
+/// | [`clock`](Config::clock) | `quanta::Clock::new()` | the time source; tests pass `quanta::Clock::mock()` |
+///
+/// A stuck writer is stalled no later than `grace + challenge + 2 * scan_interval` (plus one
+/// scan's duration) after its last progress.
+///
+/// ```
+/// use std::time::Duration;
+/// use flushwatch::{Config, FlushTracker, StallPolicy};
+///
+/// let config = Config::default()
+///     .grace(Duration::from_secs(30))
+///     .challenge(Duration::from_secs(2))
+///     .scan_interval(Duration::from_millis(50))
+///     .start_at(1_000)
+///     .stall_policy(StallPolicy::Evict)
+///     .event_capacity(1024);
+/// let tracker = FlushTracker::<u32>::new(config).unwrap();
+/// assert_eq!(tracker.watermark(), 1_000);
+///
+/// // Zero grace and challenge are valid; a zero scan interval is not.
+/// assert!(FlushTracker::<u32>::new(Config::default().grace(Duration::ZERO)).is_ok());
+/// assert!(FlushTracker::<u32>::new(Config::default().scan_interval(Duration::ZERO)).is_err());
+/// ```
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub(crate) grace: Duration,
+    pub(crate) challenge: Duration,
+    pub(crate) scan_interval: Duration,
+    pub(crate) start_at: Offset,
+    pub(crate) stall_policy: StallPolicy,
+    pub(crate) event_capacity: usize,
+    pub(crate) lag_window: u32,
+    pub(crate) clock: Option<quanta::Clock>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            grace: Duration::from_secs(60),
+            challenge: Duration::from_secs(5),
+            scan_interval: Duration::from_millis(100),
+            start_at: 0,
+            stall_policy: StallPolicy::Evict,
+            event_capacity: 4096,
+            lag_window: 50,
+            clock: None,
+        }
+    }
+}
+
+impl Config {
+    /// How long a pending shape may go without progress before it is overdue (strictly more
+    /// than this). Zero is valid: any pending shape idle for any time at all is overdue.
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// How long a suspected shape has to answer (progress or `defer()`) before it is stalled
+    /// (strictly more than this, and never in the scan that suspected it). Zero is valid.
+    pub fn challenge(mut self, challenge: Duration) -> Self {
+        self.challenge = challenge;
+        self
+    }
+
+    /// Period of the background scanner. Must be greater than zero. It is also the resolution
+    /// of progress ticks on a real clock (see the crate docs, "Ticks").
+    pub fn scan_interval(mut self, interval: Duration) -> Self {
+        self.scan_interval = interval;
+        self
+    }
+
+    /// Initial `last_seen` and published watermark. `0` and `u64::MAX` are legal.
+    pub fn start_at(mut self, offset: Offset) -> Self {
+        self.start_at = offset;
+        self
+    }
+
+    /// What a stall does; see [`StallPolicy`].
+    pub fn stall_policy(mut self, policy: StallPolicy) -> Self {
+        self.stall_policy = policy;
+        self
+    }
+
+    /// Bound of the event queue. Must be greater than zero. When the queue is full the newest
+    /// event is dropped and counted in [`FlushTracker::events_dropped`](crate::FlushTracker::events_dropped).
+    pub fn event_capacity(mut self, capacity: usize) -> Self {
+        self.event_capacity = capacity;
+        self
+    }
+
+    /// Number of consecutive scans over which a pending shape that progresses while its lag
+    /// grows is classified as lagging ([`Event::Lagging`](crate::Event::Lagging)). `0` turns
+    /// the classifier off.
+    pub fn lag_window(mut self, scans: u32) -> Self {
+        self.lag_window = scans;
+        self
+    }
+
+    /// The time source. `quanta::Clock::mock()` gives deterministic tests: with a mock clock
+    /// every tick is read exactly (see the crate docs, "Ticks").
+    pub fn clock(mut self, clock: quanta::Clock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.scan_interval.is_zero() {
+            return Err(ConfigError::ZeroScanInterval);
+        }
+        if self.event_capacity == 0 {
+            return Err(ConfigError::ZeroEventCapacity);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,86 @@
+//! The cold path: key -> id map, slot allocation, and the producer's serialised state.
+//!
+//! Ground rules:
+//! - `registry` (a `DashMap<K, ShapeId>`) maps each registered key to its current id. No
+//!   guard of it is ever held across another map call, a lock, a callback or a channel send.
+//! - `producer` serialises `track` and slot (re)assignment. It is the only place a slot gets a
+//!   new generation, so a `track` that validated an id under it writes to that very shape.
+//! - `pages` only grows; a page never moves or goes away while the tracker or a writer lives.
+//! - `free` holds slots whose writer is gone. Only a writer's drop pushes a slot (see
+//!   `slot.rs`, "Slot ownership"); only `register` pops one, under `producer`.
+//!
+//! Lock order: `scan` -> `producer` -> `pages` -> `free` -> a page's key mutex. `registry`
+//! shard locks are taken alone.
+
+use crate::slot::{Page, PAGE};
+use crate::sync::{lock, read, write, Arc, Mutex, RwLock};
+use crate::ShapeId;
+
+/// State only `track` and `register` touch, under the producer lock.
+pub(crate) struct Producer {
+    /// The highest commit tracked (the authoritative copy; `Shared::last_seen` publishes it).
+    pub(crate) last_seen: u64,
+    /// Full 64-bit generation of every slot, bumped on each assignment.
+    pub(crate) gens: Vec<u64>,
+    /// Scratch for counting distinct skipped ids without allocating in steady state.
+    pub(crate) skipped: Vec<ShapeId>,
+}
+
+/// Slot storage: pages, plus the free list.
+pub(crate) struct Slab<K> {
+    pub(crate) pages: RwLock<Vec<Arc<Page<K>>>>,
+    pub(crate) free: Mutex<Vec<u32>>,
+}
+
+impl<K> Slab<K> {
+    pub(crate) fn new() -> Self {
+        Slab {
+            pages: RwLock::new(Vec::new()),
+            free: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Takes a slot for a new shape (producer lock held by the caller, who passes its state).
+    /// Returns its id and page; the slot is initialised and `LIVE`, with `key` stored.
+    pub(crate) fn assign(
+        &self,
+        producer: &mut Producer,
+        key: K,
+        now: u64,
+    ) -> (ShapeId, Arc<Page<K>>) {
+        let reused = lock(&self.free).pop();
+        let index = match reused {
+            Some(i) => i as usize,
+            None => {
+                let index = producer.gens.len();
+                producer.gens.push(0);
+                if index % PAGE == 0 {
+                    write(&self.pages).push(Arc::new(Page::new()));
+                }
+                index
+            }
+        };
+        let gen = producer.gens[index].wrapping_add(1);
+        producer.gens[index] = gen;
+        let page = self.page(index);
+        *lock(&page.keys[index % PAGE]) = Some(key);
+        page.slots[index % PAGE].init(gen, now);
+        let index = u32::try_from(index).expect("more than 2^32 shapes registered at once");
+        (ShapeId { index, gen }, page)
+    }
+
+    /// The page holding slot `index` (which must have been assigned once).
+    pub(crate) fn page(&self, index: usize) -> Arc<Page<K>> {
+        read(&self.pages)[index / PAGE].clone()
+    }
+
+    /// Returns a slot whose writer is gone to the free list.
+    pub(crate) fn release(&self, index: u32) {
+        lock(&self.free).push(index);
+    }
+
+    /// Number of slots ever created (live or free).
+    pub(crate) fn capacity(&self) -> usize {
+        read(&self.pages).len() * PAGE
+    }
+}

@@ -1,0 +1,189 @@
+//! What the tracker reports: events, scan reports, statuses, statistics.
+
+use std::time::Duration;
+
+use crate::Offset;
+
+/// The producer's cheap, `Copy` handle to a registered shape: a slot index and the slot's
+/// 64-bit generation at registration.
+///
+/// An id outlives its shape harmlessly: once the shape is evicted, removed or its writer is
+/// dropped, `track` skips the id (counted in [`Tracked::skipped`]), even after the slot has
+/// been given to another shape.
+///
+/// ```
+/// use flushwatch::{Config, FlushTracker};
+/// let tracker = FlushTracker::<&str>::new(Config::default()).unwrap();
+/// let writer = tracker.register("a").unwrap();
+/// let id = writer.id();
+/// assert_eq!(tracker.id_of(&"a"), Some(id));
+/// drop(writer);
+/// assert_eq!(tracker.track(1, &[id]).unwrap().skipped, 1);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ShapeId {
+    pub(crate) index: u32,
+    pub(crate) gen: u64,
+}
+
+/// What one `track` call did.
+///
+/// ```
+/// use flushwatch::{Config, FlushTracker, Tracked};
+/// let tracker = FlushTracker::<&str>::new(Config::default()).unwrap();
+/// let a = tracker.register("a").unwrap();
+/// let t = tracker.track(1, &[a.id(), a.id()]).unwrap();
+/// assert_eq!((t.tracked, t.skipped), (1, 0), "an id named twice counts once");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Tracked {
+    /// Live shapes the commit was recorded for (each counted once).
+    pub tracked: usize,
+    /// Ids (or keys) whose shape is gone or unknown: a normal race, not an error. Each
+    /// distinct id is counted once.
+    pub skipped: usize,
+}
+
+/// Why a writer went down without ending its shape deliberately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DownCause {
+    /// The writer was dropped while its thread was panicking.
+    Panicked,
+    /// The writer was dropped normally while its shape was pending (a consumer that returned
+    /// early, with `?` say). The data sent to it may not be durable: rebuild the shape.
+    DroppedPending,
+}
+
+/// Something operators and the application need to act on.
+///
+/// Events go through one bounded queue ([`Config::event_capacity`](crate::Config::event_capacity));
+/// all receivers from [`FlushTracker::events`](crate::FlushTracker::events) share it, so each
+/// event reaches one receiver. When the queue is full the newest event is dropped and counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event<K> {
+    /// A scan published a higher watermark.
+    Advanced {
+        /// The new published watermark.
+        watermark: Offset,
+    },
+    /// A pending shape was idle for more than `grace` and is now challenged: its writer's
+    /// [`is_suspected`](crate::Writer::is_suspected) turns true until it makes progress or
+    /// calls [`defer`](crate::Writer::defer).
+    Suspected {
+        /// The shape.
+        key: K,
+        /// Time since its last progress (at the tick resolution).
+        idle: Duration,
+    },
+    /// A suspected shape did not answer within `challenge`. Under `StallPolicy::Evict` it no
+    /// longer counts, its writer is inert and its key is free: rebuild and register it again.
+    Stalled {
+        /// The shape.
+        key: K,
+        /// Time since its last progress (at the tick resolution).
+        idle: Duration,
+        /// Its flushed position when it stalled.
+        flushed: Offset,
+        /// The highest commit tracked for it.
+        sent: Offset,
+        /// Whether it was evicted (`StallPolicy::Evict`) or only reported.
+        evicted: bool,
+    },
+    /// A writer was dropped while panicking, or dropped normally while pending. Its shape no
+    /// longer counts and its key is free: rebuild and register it again.
+    WriterDown {
+        /// The shape.
+        key: K,
+        /// Why.
+        cause: DownCause,
+    },
+    /// A pending shape keeps making progress but falls further behind (see the crate docs,
+    /// "Lagging"). Reported once per episode.
+    Lagging {
+        /// The shape.
+        key: K,
+        /// Commits behind `last_seen` (`last_seen - flushed`) when classified.
+        lag: Offset,
+    },
+    /// A scan panicked (a key's `Clone` or `Hash` panicked, say). The background scanner keeps
+    /// running; this says detection is impaired.
+    ScanPanicked {
+        /// The panic message, if it was a string.
+        message: String,
+    },
+}
+
+/// The result of one [`FlushTracker::scan`](crate::FlushTracker::scan).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ScanReport<K> {
+    /// The published watermark after this scan (never lower than before it).
+    pub watermark: Offset,
+    /// The highest commit tracked, as read by this scan.
+    pub last_seen: Offset,
+    /// Pending shapes after this scan's evictions.
+    pub pending: usize,
+    /// Keys newly suspected in this scan.
+    pub suspected: Vec<K>,
+    /// Keys that stalled in this scan (evicted or not, by policy).
+    pub stalled: Vec<K>,
+    /// Keys newly classified as lagging in this scan.
+    pub lagging: Vec<K>,
+    /// The pending shape holding the watermark, if any.
+    pub pinned_by: Option<K>,
+    /// Live shapes seen by this scan.
+    pub registered: usize,
+}
+
+/// One shape's state, for operators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShapeStatus<K> {
+    /// The shape.
+    pub key: K,
+    /// The highest commit tracked for it.
+    pub sent: Offset,
+    /// The highest position known durable for it.
+    pub flushed: Offset,
+    /// Whether `flushed < sent`.
+    pub pending: bool,
+    /// Time since its last progress; zero when not pending.
+    pub idle: Duration,
+    /// Whether it is suspected and has not answered.
+    pub suspected: bool,
+    /// Commits behind `last_seen` (`last_seen - flushed`); zero when not pending.
+    pub lag: Offset,
+}
+
+/// A cheap snapshot of the tracker's counters ([`FlushTracker::stats`](crate::FlushTracker::stats)).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Registered shapes now.
+    pub registered: usize,
+    /// Pending shapes at the last scan.
+    pub pending: usize,
+    /// Suspected shapes at the last scan.
+    pub suspected: usize,
+    /// Stalls since the tracker was created (evicted or reported).
+    pub stalled: u64,
+    /// Evictions since the tracker was created.
+    pub evicted: u64,
+    /// Writers that went down (`Event::WriterDown`) since the tracker was created.
+    pub writers_down: u64,
+    /// Events dropped because the queue was full.
+    pub events_dropped: u64,
+    /// Scans run.
+    pub scans: u64,
+    /// Scans that panicked.
+    pub scan_panics: u64,
+    /// How long the last scan took.
+    pub last_scan: Duration,
+    /// The highest commit tracked.
+    pub last_seen: Offset,
+    /// The published watermark.
+    pub watermark: Offset,
+}

@@ -1,0 +1,403 @@
+//! One pass over the slots (watermark + stall machine), and the thin scanner thread.
+//!
+//! Ground rules:
+//! - A scan holds the scan lock for the whole pass; everything in [`ScanState`] is private to
+//!   it and needs no atomics.
+//! - A scan reads `last_seen` (`Acquire`) before any slot, then visits each slot once:
+//!   `state` (`Acquire`), then `sent`, `reported`, `floor`, then the ticks (see `slot.rs`).
+//! - It writes to a slot only when the slot changes state (suspected, answered, stalled,
+//!   re-armed): healthy slots are only read, so the scanner never steals their cache lines.
+//! - Every state change is a CAS from the exact word the scan saw. A writer's progress or
+//!   `defer` that changed the word first makes the CAS fail: the stall is not decided, the
+//!   progress is applied. A CAS that wins makes the writer's later CAS fail: its report is
+//!   ignored and `is_evicted` is true. Never both.
+
+use std::hash::Hash;
+use std::time::{Duration, Instant};
+
+use crate::slot::{self, Page, Slot, PAGE};
+use crate::sync::{lock, read, thread, Arc, Condvar, Mutex, Ordering};
+use crate::tracker::{status_of, Shared};
+use crate::{Event, ScanReport, StallPolicy};
+
+/// What the scanner remembers of one slot between scans.
+#[derive(Clone, Copy, Default)]
+struct Rec {
+    /// Whether the record describes a live shape (`gen` is meaningful).
+    active: bool,
+    /// Whether this scanner suspected the shape and has not seen an answer.
+    suspected: bool,
+    /// Whether the shape is in a lagging episode (reported once).
+    lagging: bool,
+    /// Low 32 bits of the generation this record describes.
+    gen: u32,
+    /// Samples in the current run of non-decreasing lag.
+    lag_run: u32,
+    /// The state word after the CAS that suspected the shape.
+    snap_state: u64,
+    /// `reported` when the shape was suspected.
+    snap_reported: u64,
+    /// Tick of the scan that suspected the shape.
+    suspected_at: u64,
+    /// Lag at the previous sample, and lag and flushed position at the start of the run.
+    lag_prev: u64,
+    lag_first: u64,
+    flushed_first: u64,
+}
+
+/// The scanner's private state (behind the scan lock).
+pub(crate) struct ScanState<K> {
+    recs: Vec<Rec>,
+    /// The pages this scanner knows; refreshed when the slab grew.
+    pages: Vec<Arc<Page<K>>>,
+    /// The published watermark (the authoritative copy).
+    published: u64,
+    #[cfg(feature = "tracing")]
+    log: crate::log::Limiter,
+}
+
+impl<K> ScanState<K> {
+    pub(crate) fn new(start_at: u64) -> Self {
+        ScanState {
+            recs: Vec::new(),
+            pages: Vec::new(),
+            published: start_at,
+            #[cfg(feature = "tracing")]
+            log: crate::log::Limiter::default(),
+        }
+    }
+}
+
+/// The key stored with a slot (cloned). Read before a CAS that validates it: a slot cannot be
+/// reassigned without its generation changing, so a CAS that succeeds proves the key right.
+fn key_of<K: Clone>(page: &Page<K>, off: usize) -> Option<K> {
+    lock(&page.keys[off]).clone()
+}
+
+/// A state CAS from exactly `from`.
+fn cas(slot: &Slot, from: u64, to: u64) -> bool {
+    // AcqRel: pairs with the writer's `answer`/`defer` update and drop swap and with
+    // `remove`'s CAS; whoever changes the word first decides, the other one fails.
+    slot.state
+        .compare_exchange(from, to, Ordering::AcqRel, Ordering::Relaxed)
+        .is_ok()
+}
+
+/// One scan at `clock.now()`.
+pub(crate) fn scan<K>(shared: &Shared<K>) -> ScanReport<K>
+where
+    K: Hash + Eq + Clone + std::fmt::Debug + Send + Sync + 'static,
+{
+    let started = Instant::now();
+    let mut guard = lock(&shared.scan);
+    let st = &mut *guard;
+    let t = shared.ticker.now();
+    shared.ticker.publish(t);
+    // Acquire: pairs with track's Release store; every slot update of the commits up to
+    // `last_seen` is visible in the slot loads below.
+    let last_seen = shared.last_seen.load(Ordering::Acquire);
+
+    if st.pages.len() * PAGE < shared.slab.capacity() {
+        let pages = read(&shared.slab.pages);
+        let known = st.pages.len();
+        st.pages.extend(pages[known..].iter().cloned());
+    }
+    st.recs.resize(st.pages.len() * PAGE, Rec::default());
+
+    let mut report = ScanReport {
+        watermark: 0,
+        last_seen,
+        pending: 0,
+        suspected: Vec::new(),
+        stalled: Vec::new(),
+        lagging: Vec::new(),
+        pinned_by: None,
+        registered: 0,
+    };
+    let mut suspected_now = 0;
+    let mut min = last_seen;
+    let mut holder: Option<(usize, usize, u64)> = None;
+
+    for (p, page) in st.pages.iter().enumerate() {
+        for (off, slot) in page.slots.iter().enumerate() {
+            let rec = &mut st.recs[p * PAGE + off];
+            // Acquire: pairs with register's Release store (the slot's fields are initialised)
+            // and with the CASes and swap of writers and `remove`.
+            let sw = slot.state.load(Ordering::Acquire);
+            if !slot::is_live(sw) {
+                if rec.active {
+                    *rec = Rec::default();
+                }
+                continue;
+            }
+            if !rec.active || rec.gen != slot::gen32(sw) {
+                *rec = Rec {
+                    active: true,
+                    gen: slot::gen32(sw),
+                    ..Rec::default()
+                };
+            }
+            report.registered += 1;
+            // Acquire: pairs with track's Release store of `sent` (its `floor` comes with it).
+            let sent = slot.sent.load(Ordering::Acquire);
+            // Acquire: pairs with the writer's Release store of `reported` (its `tick` too).
+            let reported = slot.reported.load(Ordering::Acquire);
+            // Relaxed: published by the `sent` load above.
+            let floor = slot.floor.load(Ordering::Relaxed);
+            let flushed = reported.max(floor);
+            if flushed >= sent {
+                // Caught up: never overdue. A suspicion the writer did not clear is answered.
+                if slot::is_suspected(sw) {
+                    cas(slot, sw, slot::answered(sw));
+                }
+                rec.suspected = false;
+                rec.lagging = false;
+                rec.lag_run = 0;
+                continue;
+            }
+
+            let idle = t.saturating_sub(slot.progress_tick());
+            let overdue = idle > shared.grace;
+            let mut suspected = slot::is_suspected(sw);
+            if suspected {
+                if !(rec.suspected && rec.snap_state == sw) {
+                    // Suspected by a scan whose record was lost (it panicked): restart the
+                    // challenge from now.
+                    rec.suspected = true;
+                    rec.snap_state = sw;
+                    rec.snap_reported = reported;
+                    rec.suspected_at = t;
+                } else if reported != rec.snap_reported {
+                    // Progress by a writer that read the state before it was suspected.
+                    if cas(slot, sw, slot::answered(sw)) {
+                        rec.suspected = false;
+                        suspected = false;
+                    }
+                } else if overdue && t.saturating_sub(rec.suspected_at) > shared.challenge {
+                    if let Some(key) = key_of(page, off) {
+                        let evict = shared.policy == StallPolicy::Evict;
+                        let to = if evict {
+                            slot::with_phase(sw, slot::EVICTED)
+                        } else {
+                            // Relaxed: read only by scans (under the scan lock) and `status`;
+                            // published to them by the CAS below.
+                            slot.rearm.store(t, Ordering::Relaxed);
+                            slot::answered(sw)
+                        };
+                        if cas(slot, sw, to) {
+                            rec.suspected = false;
+                            suspected = false;
+                            #[cfg(feature = "tracing")]
+                            st.log.stalled(&key, idle, flushed, sent, evict);
+                            on_stall(shared, &key, idle, flushed, sent, evict);
+                            if evict {
+                                let (index, gen) = (p * PAGE + off, rec.gen);
+                                shared.registry.remove_if(&key, |_, id| {
+                                    id.index as usize == index && id.gen as u32 == gen
+                                });
+                                *rec = Rec::default();
+                                report.stalled.push(key);
+                                continue;
+                            }
+                            report.stalled.push(key);
+                        }
+                    }
+                }
+            } else {
+                rec.suspected = false;
+                if overdue {
+                    if let Some(key) = key_of(page, off) {
+                        let to = sw | slot::SUSPECTED;
+                        if cas(slot, sw, to) {
+                            rec.suspected = true;
+                            rec.snap_state = to;
+                            rec.snap_reported = reported;
+                            rec.suspected_at = t;
+                            suspected = true;
+                            shared.emit(Event::Suspected {
+                                key: key.clone(),
+                                idle: Duration::from_nanos(idle),
+                            });
+                            report.suspected.push(key);
+                        }
+                    }
+                }
+            }
+
+            report.pending += 1;
+            suspected_now += usize::from(suspected);
+            if flushed < min || holder.is_none() {
+                min = min.min(flushed);
+                holder = Some((p, off, sw));
+            }
+            if shared.lag_window > 0 {
+                let lag = last_seen.saturating_sub(flushed);
+                if rec.lag_run == 0 || lag < rec.lag_prev {
+                    rec.lag_run = 1;
+                    rec.lag_first = lag;
+                    rec.flushed_first = flushed;
+                    rec.lagging = false;
+                } else {
+                    rec.lag_run = rec.lag_run.saturating_add(1);
+                }
+                rec.lag_prev = lag;
+                if !rec.lagging
+                    && rec.lag_run > shared.lag_window
+                    && lag > rec.lag_first
+                    && flushed > rec.flushed_first
+                {
+                    if let Some(key) = key_of(page, off) {
+                        rec.lagging = true;
+                        shared.emit(Event::Lagging {
+                            key: key.clone(),
+                            lag,
+                        });
+                        report.lagging.push(key);
+                    }
+                }
+            }
+        }
+    }
+
+    if min > st.published {
+        st.published = min;
+        // Release: pairs with `watermark()`'s Acquire load.
+        shared.watermark.store(min, Ordering::Release);
+        shared.emit(Event::Advanced { watermark: min });
+    }
+    report.watermark = st.published;
+
+    let pinned = holder.and_then(|(p, off, sw)| {
+        let page = &st.pages[p];
+        let key = key_of(page, off)?;
+        Some(status_of(&page.slots[off], key, sw, t, last_seen))
+    });
+    report.pinned_by = pinned.as_ref().map(|s| s.key.clone());
+    *lock(&shared.pinned) = pinned;
+
+    let c = &shared.counters;
+    // Relaxed (all): statistics.
+    c.pending.store(report.pending, Ordering::Relaxed);
+    c.suspected.store(suspected_now, Ordering::Relaxed);
+    c.scans.fetch_add(1, Ordering::Relaxed);
+    let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    c.last_scan_nanos.store(nanos, Ordering::Relaxed);
+    report
+}
+
+/// Counts a stall and emits its event.
+fn on_stall<K: Clone>(
+    shared: &Shared<K>,
+    key: &K,
+    idle: u64,
+    flushed: u64,
+    sent: u64,
+    evicted: bool,
+) {
+    let c = &shared.counters;
+    // Relaxed (both): statistics.
+    c.stalled.fetch_add(1, Ordering::Relaxed);
+    if evicted {
+        c.evicted.fetch_add(1, Ordering::Relaxed);
+    }
+    shared.emit(Event::Stalled {
+        key: key.clone(),
+        idle: Duration::from_nanos(idle),
+        flushed,
+        sent,
+        evicted,
+    });
+}
+
+/// Tells the scanner thread to stop, promptly.
+pub(crate) struct StopSignal {
+    stopped: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl StopSignal {
+    pub(crate) fn new() -> Self {
+        StopSignal {
+            stopped: Mutex::new(false),
+            wake: Condvar::new(),
+        }
+    }
+
+    pub(crate) fn stop(&self) {
+        *lock(&self.stopped) = true;
+        self.wake.notify_all();
+    }
+
+    /// Sleeps until `deadline` or a stop; returns whether stopped. (Under loom, timeouts are
+    /// not modelled: it waits for the stop.)
+    fn wait_until(&self, deadline: Instant) -> bool {
+        let mut stopped = lock(&self.stopped);
+        loop {
+            if *stopped {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            stopped = match self.wake.wait_timeout(stopped, deadline - now) {
+                Ok((g, _)) => g,
+                Err(e) => e.into_inner().0,
+            };
+        }
+    }
+}
+
+/// Starts the scanner thread.
+pub(crate) fn spawn<K>(
+    shared: Arc<Shared<K>>,
+    stop: Arc<StopSignal>,
+) -> std::io::Result<thread::JoinHandle<()>>
+where
+    K: Hash + Eq + Clone + std::fmt::Debug + Send + Sync + 'static,
+{
+    thread::Builder::new()
+        .name("flushwatch-scanner".into())
+        .spawn(move || run(&shared, &stop))
+}
+
+/// The scanner loop: fixed rate on the grid `start + k * scan_interval`. A scan that overruns
+/// delays the next one (which then starts at once) without shifting the grid; grid points
+/// missed entirely are skipped rather than run in a burst.
+fn run<K>(shared: &Shared<K>, stop: &StopSignal)
+where
+    K: Hash + Eq + Clone + std::fmt::Debug + Send + Sync + 'static,
+{
+    let interval = shared.scan_interval;
+    let mut next = Instant::now();
+    while !stop.wait_until(next) {
+        scan_catching(shared);
+        next += interval;
+        let now = Instant::now();
+        if next < now {
+            let missed = (now - next).as_nanos() / interval.as_nanos();
+            let missed = u32::try_from(missed).unwrap_or(u32::MAX);
+            next += interval.saturating_mul(missed);
+        }
+    }
+    // Release: pairs with spawn_scanner's AcqRel CAS.
+    shared.scanner_running.store(false, Ordering::Release);
+}
+
+/// One scan; a panic inside it is caught, counted and reported.
+fn scan_catching<K>(shared: &Shared<K>)
+where
+    K: Hash + Eq + Clone + std::fmt::Debug + Send + Sync + 'static,
+{
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scan(shared)));
+    if let Err(payload) = result {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        // Relaxed: a statistic.
+        shared.counters.scan_panics.fetch_add(1, Ordering::Relaxed);
+        shared.emit(Event::ScanPanicked { message });
+    }
+}

@@ -1,0 +1,42 @@
+//! The only file that names std or loom synchronisation primitives.
+//!
+//! Everything in the crate imports atomics, `Arc`, `Mutex`, `RwLock` and `thread` from here,
+//! so `RUSTFLAGS="--cfg loom"` swaps the whole crate onto loom's model-checked versions
+//! (tokio's `src/loom/mod.rs` and sharded-slab's `src/sync.rs` do the same).
+//!
+//! Locks are taken through [`lock`], [`read`] and [`write`], which ignore poisoning: every
+//! structure behind a lock here stays consistent at each point a user callback (`Hash`, `Eq`,
+//! `Clone` of a key) could panic, so a panic on one thread must not disable the tracker for all.
+
+#[cfg(loom)]
+pub(crate) use loom::{
+    sync::{
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
+    },
+    thread,
+};
+
+#[cfg(not(loom))]
+pub(crate) use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
+    },
+    thread,
+};
+
+/// Locks a mutex, ignoring poisoning (see the module docs).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Read-locks an `RwLock`, ignoring poisoning.
+pub(crate) fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Write-locks an `RwLock`, ignoring poisoning.
+pub(crate) fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,867 @@
+//! `FlushTracker`, the shared handle, and `Writer`, the consumer's end.
+
+use std::cell::Cell;
+use std::fmt;
+use std::hash::Hash;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_utils::CachePadded;
+use dashmap::DashMap;
+
+use crate::clock::Ticker;
+use crate::registry::{Producer, Slab};
+use crate::scan::{ScanState, StopSignal};
+use crate::slot::{self, Page, Slot, PAGE};
+use crate::sync::{lock, read, Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
+use crate::{
+    Config, DownCause, Error, Event, Offset, ShapeId, ShapeStatus, StallPolicy, Stats, Tracked,
+};
+
+/// Counters behind [`FlushTracker::stats`]. All `Relaxed`: they publish nothing.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) events_dropped: AtomicU64,
+    pub(crate) stalled: AtomicU64,
+    pub(crate) evicted: AtomicU64,
+    pub(crate) writers_down: AtomicU64,
+    pub(crate) scans: AtomicU64,
+    pub(crate) scan_panics: AtomicU64,
+    pub(crate) last_scan_nanos: AtomicU64,
+    pub(crate) pending: AtomicUsize,
+    pub(crate) suspected: AtomicUsize,
+}
+
+/// Everything the tracker handles, the scanner thread and the writers share.
+pub(crate) struct Shared<K> {
+    pub(crate) grace: u64,
+    pub(crate) challenge: u64,
+    pub(crate) scan_interval: Duration,
+    pub(crate) policy: StallPolicy,
+    pub(crate) lag_window: u32,
+    pub(crate) ticker: Ticker,
+    /// The highest commit tracked. Written by `track` (producer lock held) with `Release`
+    /// after every slot of the commit; read by `scan` with `Acquire` before any slot.
+    pub(crate) last_seen: CachePadded<AtomicU64>,
+    /// The published watermark. Written only by `scan` (scan lock held).
+    pub(crate) watermark: CachePadded<AtomicU64>,
+    pub(crate) registry: DashMap<K, ShapeId>,
+    pub(crate) producer: Mutex<Producer>,
+    pub(crate) slab: Slab<K>,
+    pub(crate) scan: Mutex<ScanState<K>>,
+    pub(crate) pinned: Mutex<Option<ShapeStatus<K>>>,
+    pub(crate) events_tx: Sender<Event<K>>,
+    pub(crate) events_rx: Receiver<Event<K>>,
+    pub(crate) counters: Counters,
+    /// Whether a scanner thread runs. CAS false -> true in `spawn_scanner`, stored false by
+    /// the thread as it exits.
+    pub(crate) scanner_running: AtomicBool,
+    /// Removes `key` from `registry` if it still maps to `id`. A function pointer made where
+    /// `K: Hash + Eq` is known, so that `Writer`'s `Drop` needs no bounds on `K`.
+    pub(crate) unregister: fn(&DashMap<K, ShapeId>, &K, ShapeId),
+}
+
+fn unregister<K: Hash + Eq>(registry: &DashMap<K, ShapeId>, key: &K, id: ShapeId) {
+    registry.remove_if(key, |_, current| *current == id);
+}
+
+impl<K> Shared<K> {
+    /// Queues an event without ever blocking; counts it when the queue is full.
+    pub(crate) fn emit(&self, event: Event<K>) {
+        match self.events_tx.try_send(event) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                // Relaxed: a statistic.
+                self.counters.events_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The slot of `id` if the id names a live shape (producer lock held by the caller).
+    fn live_slot<'p>(
+        producer: &Producer,
+        pages: &'p [Arc<Page<K>>],
+        id: ShapeId,
+    ) -> Option<&'p Slot> {
+        let index = id.index as usize;
+        if producer.gens.get(index) != Some(&id.gen) {
+            return None;
+        }
+        let slot = &pages[index / PAGE].slots[index % PAGE];
+        // Relaxed: only the phase is used; a shape ending concurrently is a race the caller
+        // tolerates (its stores land in a slot that no longer counts and is not reassigned
+        // while the producer lock is held).
+        slot::is_live(slot.state.load(Ordering::Relaxed)).then_some(slot)
+    }
+
+    pub(crate) fn track_ids(
+        &self,
+        commit: Offset,
+        ids: impl IntoIterator<Item = ShapeId>,
+        mut skipped_extra: usize,
+    ) -> Result<Tracked, Error> {
+        if commit == 0 {
+            return Err(Error::ZeroCommit);
+        }
+        let mut producer = lock(&self.producer);
+        if commit <= producer.last_seen {
+            return Err(Error::OffsetRegression {
+                last_seen: producer.last_seen,
+                got: commit,
+            });
+        }
+        let pages = read(&self.slab.pages);
+        let producer = &mut *producer;
+        producer.skipped.clear();
+        let mut tracked = 0;
+        let mut now = None;
+        for id in ids {
+            let Some(slot) = Self::live_slot(producer, &pages, id) else {
+                producer.skipped.push(id);
+                continue;
+            };
+            // Relaxed: only `track` stores `sent`, and it holds the producer lock.
+            let sent = slot.sent.load(Ordering::Relaxed);
+            if sent == commit {
+                continue; // named twice in this call
+            }
+            // Acquire: pairs with the writer's Release store of `reported`.
+            let reported = slot.reported.load(Ordering::Acquire);
+            // Relaxed: only `track` stores `floor`.
+            let floor = slot.floor.load(Ordering::Relaxed);
+            if reported.max(floor) >= sent {
+                // Caught up: everything sent before is durable and the commits in between did
+                // not touch it, so it is durable up to `commit - 1`.
+                let tick = *now.get_or_insert_with(|| self.ticker.recent());
+                // Relaxed (both): published by the Release store of `sent` below.
+                slot.floor.store(commit - 1, Ordering::Relaxed);
+                slot.since.store(tick, Ordering::Relaxed);
+            }
+            // Release: pairs with the Acquire loads of `sent` by the writer and the scanner.
+            slot.sent.store(commit, Ordering::Release);
+            tracked += 1;
+        }
+        producer.skipped.sort_unstable();
+        producer.skipped.dedup();
+        skipped_extra += producer.skipped.len();
+        producer.last_seen = commit;
+        // Release: pairs with scan's Acquire load; every slot store above happens-before it.
+        self.last_seen.store(commit, Ordering::Release);
+        Ok(Tracked {
+            tracked,
+            skipped: skipped_extra,
+        })
+    }
+}
+
+/// The flush tracker: a cheap, cloneable, `Send + Sync` handle.
+///
+/// The producer calls [`track`](FlushTracker::track) for each commit with the shapes it
+/// affects; each consumer owns a [`Writer`] and reports what is durable; [`scan`](FlushTracker::scan)
+/// (or the background [`Scanner`]) computes the watermark the pipeline may acknowledge and
+/// catches stuck consumers.
+///
+/// Locking behaviour: `track`, `track_keys` and `register` serialise on the producer lock;
+/// `scan` on the scan lock (they do not block each other, except that a scan takes the
+/// producer lock briefly when new pages appeared). `register`, `remove`, `id_of`, `status` and
+/// `track_keys` take a `DashMap` shard lock briefly. Nothing here waits on a writer, and no
+/// writer waits on anything here.
+///
+/// ```
+/// use flushwatch::{Config, FlushTracker};
+///
+/// let tracker = FlushTracker::new(Config::default()).unwrap();
+/// let orders = tracker.register("orders").unwrap();
+/// let users = tracker.register("users").unwrap();
+///
+/// tracker.track(10, &[orders.id(), users.id()]).unwrap();
+/// tracker.track(11, &[orders.id()]).unwrap();
+///
+/// users.flushed(10);
+/// assert_eq!(tracker.scan().watermark, 9, "orders has made nothing durable yet");
+/// orders.flushed(11);
+/// assert_eq!(tracker.scan().watermark, 11);
+/// ```
+pub struct FlushTracker<K> {
+    handle: Arc<Handle<K>>,
+}
+
+/// The last `FlushTracker` handle going away stops the scanner thread.
+struct Handle<K> {
+    shared: Arc<Shared<K>>,
+    stop: Mutex<Option<Arc<StopSignal>>>,
+}
+
+impl<K> Drop for Handle<K> {
+    fn drop(&mut self) {
+        if let Some(stop) = lock(&self.stop).take() {
+            stop.stop();
+        }
+    }
+}
+
+impl<K> Clone for FlushTracker<K> {
+    fn clone(&self) -> Self {
+        FlushTracker {
+            handle: self.handle.clone(),
+        }
+    }
+}
+
+impl<K: fmt::Debug + Hash + Eq> fmt::Debug for FlushTracker<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.handle.shared;
+        f.debug_struct("FlushTracker")
+            // Relaxed (both): a diagnostic snapshot.
+            .field("last_seen", &s.last_seen.load(Ordering::Relaxed))
+            .field("watermark", &s.watermark.load(Ordering::Relaxed))
+            .field("registered", &s.registry.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K> FlushTracker<K>
+where
+    K: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
+{
+    /// Creates a tracker. Fails with [`Error::InvalidConfig`] on a zero `scan_interval` or
+    /// `event_capacity`.
+    ///
+    /// ```
+    /// use flushwatch::{Config, Error, FlushTracker};
+    /// let err = FlushTracker::<u8>::new(Config::default().event_capacity(0)).unwrap_err();
+    /// assert!(matches!(err, Error::InvalidConfig(_)));
+    /// ```
+    pub fn new(config: Config) -> Result<Self, Error> {
+        config.validate().map_err(Error::InvalidConfig)?;
+        let clock = config.clock.clone().unwrap_or_default();
+        let (events_tx, events_rx) = crossbeam_channel::bounded(config.event_capacity);
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let shared = Shared {
+            grace: nanos(config.grace),
+            challenge: nanos(config.challenge),
+            scan_interval: config.scan_interval,
+            policy: config.stall_policy,
+            lag_window: config.lag_window,
+            ticker: Ticker::new(clock),
+            last_seen: CachePadded::new(AtomicU64::new(config.start_at)),
+            watermark: CachePadded::new(AtomicU64::new(config.start_at)),
+            registry: DashMap::new(),
+            producer: Mutex::new(Producer {
+                last_seen: config.start_at,
+                gens: Vec::new(),
+                skipped: Vec::new(),
+            }),
+            slab: Slab::new(),
+            scan: Mutex::new(ScanState::new(config.start_at)),
+            pinned: Mutex::new(None),
+            events_tx,
+            events_rx,
+            counters: Counters::default(),
+            scanner_running: AtomicBool::new(false),
+            unregister: unregister::<K>,
+        };
+        Ok(FlushTracker {
+            handle: Arc::new(Handle {
+                shared: Arc::new(shared),
+                stop: Mutex::new(None),
+            }),
+        })
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared<K>> {
+        &self.handle.shared
+    }
+
+    /// Registers a shape and returns the [`Writer`] its consumer reports through.
+    ///
+    /// A new shape has nothing sent to it and is not pending. Fails with
+    /// [`Error::DuplicateShape`] if `key` is registered; the existing shape is untouched.
+    /// An evicted, removed or ended shape's key is free at once.
+    ///
+    /// Locking behaviour: takes the producer lock and a `DashMap` shard lock, one after the
+    /// other.
+    ///
+    /// ```
+    /// use flushwatch::{Config, Error, FlushTracker};
+    /// let tracker = FlushTracker::new(Config::default()).unwrap();
+    /// let w = tracker.register(7u32).unwrap();
+    /// assert_eq!(tracker.register(7).unwrap_err(), Error::DuplicateShape);
+    /// w.retire();
+    /// assert!(tracker.register(7).is_ok(), "a retired shape's key is free");
+    /// ```
+    pub fn register(&self, key: K) -> Result<Writer<K>, Error> {
+        let shared = self.shared();
+        if shared.registry.contains_key(&key) {
+            return Err(Error::DuplicateShape);
+        }
+        let (id, page) = {
+            let mut producer = lock(&shared.producer);
+            let now = shared.ticker.recent();
+            shared.slab.assign(&mut producer, key.clone(), now)
+        };
+        let inserted = match shared.registry.entry(key.clone()) {
+            dashmap::Entry::Occupied(_) => false,
+            dashmap::Entry::Vacant(v) => {
+                v.insert(id);
+                true
+            }
+        };
+        let writer = Writer {
+            shared: shared.clone(),
+            page,
+            off: id.index as usize % PAGE,
+            id,
+            key,
+            retired: true,
+            _not_sync: PhantomData,
+        };
+        if !inserted {
+            // Lost a race with another `register` of the same key: give the slot back
+            // quietly (the writer's drop frees it; `retired` keeps it silent).
+            drop(writer);
+            return Err(Error::DuplicateShape);
+        }
+        let mut writer = writer;
+        writer.retired = false;
+        Ok(writer)
+    }
+
+    /// The id of a registered key.
+    ///
+    /// Locking behaviour: takes a `DashMap` shard read lock briefly.
+    pub fn id_of(&self, key: &K) -> Option<ShapeId> {
+        self.shared().registry.get(key).map(|r| *r.value())
+    }
+
+    /// Records commit `commit` as sent to `shapes`. Commits must strictly increase and be at
+    /// least 1: otherwise `Err` ([`Error::ZeroCommit`], [`Error::OffsetRegression`]) and nothing
+    /// changed. Ids whose shape is gone are skipped and counted; an id named twice counts once.
+    ///
+    /// A shape that was caught up becomes pending with its flushed position raised to
+    /// `commit - 1` (it was durable for everything sent before, and the commits in between did
+    /// not touch it). Every shape's new `sent` is visible before `commit` is published as
+    /// `last_seen`.
+    ///
+    /// Allocates nothing in steady state. Locking behaviour: takes the producer lock (and the
+    /// page list's read lock) for the whole call.
+    ///
+    /// ```
+    /// use flushwatch::{Config, Error, FlushTracker};
+    /// let tracker = FlushTracker::new(Config::default()).unwrap();
+    /// let w = tracker.register("a").unwrap();
+    /// assert_eq!(tracker.track(5, &[w.id()]).unwrap().tracked, 1);
+    /// assert_eq!(
+    ///     tracker.track(5, &[w.id()]).unwrap_err(),
+    ///     Error::OffsetRegression { last_seen: 5, got: 5 }
+    /// );
+    /// ```
+    pub fn track(&self, commit: Offset, shapes: &[ShapeId]) -> Result<Tracked, Error> {
+        self.shared().track_ids(commit, shapes.iter().copied(), 0)
+    }
+
+    /// [`track`](FlushTracker::track) by key: keys that are not registered are skipped and
+    /// counted in [`Tracked::skipped`].
+    ///
+    /// Locking behaviour: looks each key up (a `DashMap` shard read lock each) before taking
+    /// the producer lock. Allocates a small buffer for the ids.
+    ///
+    /// ```
+    /// use flushwatch::{Config, FlushTracker};
+    /// let tracker = FlushTracker::new(Config::default()).unwrap();
+    /// let _a = tracker.register("a").unwrap();
+    /// let t = tracker.track_keys(1, &["a", "gone"]).unwrap();
+    /// assert_eq!((t.tracked, t.skipped), (1, 1));
+    /// ```
+    pub fn track_keys<'a>(
+        &self,
+        commit: Offset,
+        keys: impl IntoIterator<Item = &'a K>,
+    ) -> Result<Tracked, Error>
+    where
+        K: 'a,
+    {
+        if commit == 0 {
+            return Err(Error::ZeroCommit);
+        }
+        let shared = self.shared();
+        let mut ids = Vec::new();
+        let mut unknown: Vec<&K> = Vec::new();
+        for key in keys {
+            match shared.registry.get(key) {
+                Some(r) => ids.push(*r.value()),
+                None if !unknown.contains(&key) => unknown.push(key),
+                None => {}
+            }
+        }
+        shared.track_ids(commit, ids, unknown.len())
+    }
+
+    /// Ends a shape: it stops counting at once, its key is free at once, and its writer
+    /// becomes inert ([`Writer::is_evicted`] turns true). Returns whether `key` was registered.
+    ///
+    /// Locking behaviour: takes a `DashMap` shard write lock and the page list's read lock.
+    ///
+    /// ```
+    /// use flushwatch::{Config, FlushTracker};
+    /// let tracker = FlushTracker::new(Config::default()).unwrap();
+    /// let w = tracker.register("a").unwrap();
+    /// assert!(tracker.remove(&"a"));
+    /// assert!(!tracker.remove(&"a"));
+    /// assert!(w.is_evicted());
+    /// ```
+    pub fn remove(&self, key: &K) -> bool {
+        let shared = self.shared();
+        let Some((_, id)) = shared.registry.remove(key) else {
+            return false;
+        };
+        let page = shared.slab.page(id.index as usize);
+        let slot = &page.slots[id.index as usize % PAGE];
+        // Relaxed: the CAS below validates it.
+        let mut cur = slot.state.load(Ordering::Relaxed);
+        while slot::is_live(cur) && slot::gen32(cur) == id.gen as u32 {
+            // AcqRel: pairs with the scanner's and the writer's CASes on `state`; an eviction,
+            // a drop and a removal are mutually exclusive.
+            match slot.state.compare_exchange_weak(
+                cur,
+                slot::with_phase(cur, slot::REMOVED),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(s) => cur = s,
+            }
+        }
+        true
+    }
+
+    /// One pass over every slot at `clock.now()`: recomputes and publishes the watermark
+    /// (never lower than before), and runs the stall machine (see the crate docs, "Stall
+    /// detection"). Emits `Advanced`, `Suspected`, `Stalled` and `Lagging` events.
+    ///
+    /// Locking behaviour: takes the scan lock for the whole pass (concurrent scans serialise);
+    /// never blocks `track` or a writer, except for a brief producer lock when new pages
+    /// appeared since the last scan.
+    ///
+    /// ```
+    /// use flushwatch::{Config, FlushTracker};
+    /// let tracker = FlushTracker::new(Config::default()).unwrap();
+    /// let w = tracker.register(1u64).unwrap();
+    /// tracker.track(3, &[w.id()]).unwrap();
+    /// let report = tracker.scan();
+    /// assert_eq!((report.watermark, report.pending), (2, 1));
+    /// assert_eq!(report.pinned_by, Some(1));
+    /// ```
+    pub fn scan(&self) -> crate::ScanReport<K> {
+        crate::scan::scan(self.shared())
+    }
+
+    /// The published watermark, as of the last scan: the safe position to acknowledge.
+    /// Starts at `start_at` and never decreases.
+    pub fn watermark(&self) -> Offset {
+        // Acquire: pairs with the scan's Release store.
+        self.shared().watermark.load(Ordering::Acquire)
+    }
+
+    /// The highest commit tracked (`start_at` before any).
+    pub fn last_seen(&self) -> Offset {
+        // Acquire: pairs with track's Release store.
+        self.shared().last_seen.load(Ordering::Acquire)
+    }
+
+    /// A receiver of the tracker's events. All receivers share one bounded queue: each event
+    /// reaches one of them. Nobody reading never blocks anything: when the queue is full the
+    /// newest event is dropped and counted in [`events_dropped`](FlushTracker::events_dropped).
+    pub fn events(&self) -> crossbeam_channel::Receiver<Event<K>> {
+        self.shared().events_rx.clone()
+    }
+
+    /// Events dropped because the queue was full.
+    pub fn events_dropped(&self) -> u64 {
+        // Relaxed: a statistic.
+        self.shared()
+            .counters
+            .events_dropped
+            .load(Ordering::Relaxed)
+    }
+
+    /// Starts the background scanner: a thread named `flushwatch-scanner` that runs
+    /// [`scan`](FlushTracker::scan) every `scan_interval` at a fixed rate (a slow scan delays
+    /// the next one, it does not shift the schedule). The returned guard stops and joins it
+    /// on drop, promptly; the thread also stops when the last `FlushTracker` handle goes.
+    /// A panic inside a scan is caught, counted, reported as [`Event::ScanPanicked`], and
+    /// scanning goes on. Fails with [`Error::ScannerRunning`] if one runs.
+    ///
+    /// ```
+    /// use flushwatch::{Config, Error, FlushTracker};
+    /// let tracker = FlushTracker::<u8>::new(Config::default()).unwrap();
+    /// let scanner = tracker.spawn_scanner().unwrap();
+    /// assert_eq!(tracker.spawn_scanner().unwrap_err(), Error::ScannerRunning);
+    /// drop(scanner);
+    /// assert!(tracker.spawn_scanner().is_ok());
+    /// ```
+    pub fn spawn_scanner(&self) -> Result<Scanner, Error> {
+        let shared = self.shared().clone();
+        if shared
+            .scanner_running
+            // AcqRel: pairs with the exiting thread's Release store of false.
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return Err(Error::ScannerRunning);
+        }
+        let stop = Arc::new(StopSignal::new());
+        if let Some(old) = lock(&self.handle.stop).replace(stop.clone()) {
+            old.stop();
+        }
+        match crate::scan::spawn(shared.clone(), stop.clone()) {
+            Ok(join) => Ok(Scanner {
+                stop,
+                join: Some(join),
+            }),
+            Err(e) => {
+                // Release: pairs with the Acquire CAS above.
+                shared.scanner_running.store(false, Ordering::Release);
+                Err(Error::ScannerSpawn(e.to_string()))
+            }
+        }
+    }
+
+    /// The state of one registered shape.
+    ///
+    /// Locking behaviour: a `DashMap` shard read lock, then the page list's read lock and the
+    /// key's mutex, one after the other.
+    ///
+    /// ```
+    /// use flushwatch::{Config, FlushTracker};
+    /// let tracker = FlushTracker::new(Config::default()).unwrap();
+    /// let w = tracker.register("a").unwrap();
+    /// tracker.track(4, &[w.id()]).unwrap();
+    /// let s = tracker.status(&"a").unwrap();
+    /// assert_eq!((s.sent, s.flushed, s.pending, s.lag), (4, 3, true, 1));
+    /// ```
+    pub fn status(&self, key: &K) -> Option<ShapeStatus<K>> {
+        let shared = self.shared();
+        let id = self.id_of(key)?;
+        let now = shared.ticker.now();
+        let last_seen = self.last_seen();
+        let page = shared.slab.page(id.index as usize);
+        let slot = &page.slots[id.index as usize % PAGE];
+        // Acquire: pairs with the Release stores and CASes of `state`.
+        let state = slot.state.load(Ordering::Acquire);
+        if !slot::is_live(state) || slot::gen32(state) != id.gen as u32 {
+            return None;
+        }
+        Some(status_of(slot, key.clone(), state, now, last_seen))
+    }
+
+    /// As of the last scan: the pending shape holding the watermark (the one with the lowest
+    /// flushed position), with its lag and idle time. `None` when nothing is pending.
+    ///
+    /// Locking behaviour: a small mutex the scan updates at its end.
+    pub fn pinned_by(&self) -> Option<ShapeStatus<K>> {
+        lock(&self.shared().pinned).clone()
+    }
+
+    /// A cheap snapshot of the tracker's counters.
+    ///
+    /// ```
+    /// use flushwatch::{Config, FlushTracker};
+    /// let tracker = FlushTracker::new(Config::default()).unwrap();
+    /// let _w = tracker.register("a").unwrap();
+    /// tracker.scan();
+    /// let stats = tracker.stats();
+    /// assert_eq!((stats.registered, stats.scans), (1, 1));
+    /// ```
+    pub fn stats(&self) -> Stats {
+        let s = self.shared();
+        let c = &s.counters;
+        // Relaxed (all): statistics.
+        Stats {
+            registered: s.registry.len(),
+            pending: c.pending.load(Ordering::Relaxed),
+            suspected: c.suspected.load(Ordering::Relaxed),
+            stalled: c.stalled.load(Ordering::Relaxed),
+            evicted: c.evicted.load(Ordering::Relaxed),
+            writers_down: c.writers_down.load(Ordering::Relaxed),
+            events_dropped: c.events_dropped.load(Ordering::Relaxed),
+            scans: c.scans.load(Ordering::Relaxed),
+            scan_panics: c.scan_panics.load(Ordering::Relaxed),
+            last_scan: Duration::from_nanos(c.last_scan_nanos.load(Ordering::Relaxed)),
+            last_seen: self.last_seen(),
+            watermark: self.watermark(),
+        }
+    }
+}
+
+/// A shape's status from its slot (`state` already loaded and checked live).
+pub(crate) fn status_of<K>(
+    slot: &Slot,
+    key: K,
+    state: u64,
+    now: u64,
+    last_seen: Offset,
+) -> ShapeStatus<K> {
+    let (flushed, sent) = slot.positions();
+    let pending = flushed < sent;
+    let idle = if pending {
+        now.saturating_sub(slot.progress_tick())
+    } else {
+        0
+    };
+    ShapeStatus {
+        key,
+        sent,
+        flushed,
+        pending,
+        idle: Duration::from_nanos(idle),
+        suspected: slot::is_suspected(state),
+        lag: if pending {
+            last_seen.saturating_sub(flushed)
+        } else {
+            0
+        },
+    }
+}
+
+/// The guard of the background scanner thread: dropping it stops and joins the thread.
+#[must_use = "dropping the guard stops the scanner"]
+pub struct Scanner {
+    stop: Arc<StopSignal>,
+    join: Option<crate::sync::thread::JoinHandle<()>>,
+}
+
+impl fmt::Debug for Scanner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scanner").finish_non_exhaustive()
+    }
+}
+
+impl Scanner {
+    /// Stops the scanner thread and waits for it (what dropping the guard does).
+    pub fn stop(self) {}
+}
+
+impl Drop for Scanner {
+    fn drop(&mut self) {
+        self.stop.stop();
+        if let Some(join) = self.join.take() {
+            // A scan panic is caught inside the thread; a join error can only come from a
+            // panic in the loop itself, which there is nobody to report to here.
+            let _ = join.join();
+        }
+    }
+}
+
+/// A consumer's end of one shape: it reports what is durable.
+///
+/// `Writer` is `Send` but not `Sync`: one thread reports for a shape at a time, which is what
+/// lets the hot path use plain stores. Move it into the consumer's thread or task.
+///
+/// Dropping a writer ends its shape: quietly when it was caught up, with
+/// [`Event::WriterDown`] when it was pending ([`DownCause::DroppedPending`]) or its thread was
+/// panicking ([`DownCause::Panicked`]). [`retire`](Writer::retire) ends it quietly even when
+/// pending. Either way the shape stops counting and its key is free at once. A writer whose
+/// shape was already evicted or removed is inert: dropping it does nothing more.
+///
+/// ```
+/// use flushwatch::{Config, FlushTracker};
+/// let tracker = FlushTracker::new(Config::default()).unwrap();
+/// let writer = tracker.register("orders").unwrap();
+/// tracker.track(1, &[writer.id()]).unwrap();
+/// std::thread::spawn(move || {
+///     // ... write commit 1 and fsync ...
+///     writer.flushed(1);
+/// })
+/// .join()
+/// .unwrap();
+/// assert_eq!(tracker.scan().watermark, 1);
+/// ```
+pub struct Writer<K> {
+    shared: Arc<Shared<K>>,
+    page: Arc<Page<K>>,
+    off: usize,
+    id: ShapeId,
+    key: K,
+    /// Set by `retire` (and by `register`'s rollback): the drop ends the shape quietly.
+    retired: bool,
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+impl<K: fmt::Debug> fmt::Debug for Writer<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Writer")
+            .field("key", &self.key)
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K> Writer<K> {
+    #[inline(always)]
+    fn slot(&self) -> &Slot {
+        &self.page.slots[self.off & (PAGE - 1)]
+    }
+
+    /// The shape's id, for [`FlushTracker::track`].
+    pub fn id(&self) -> ShapeId {
+        self.id
+    }
+
+    /// The shape's key.
+    pub fn key(&self) -> &K {
+        &self.key
+    }
+
+    /// Reports that every transaction with commit position `<= position` tracked for this
+    /// shape is durable. **The hot path**: no lock, no allocation, no hash lookup, no syscall;
+    /// a few loads and, when it is progress, two stores to the shape's own cache line.
+    ///
+    /// Report only positions up to the highest commit this consumer has *received*: the
+    /// safety of the watermark assumes it. A position beyond what was sent counts as caught up
+    /// to what was sent, never more (a later `track` still makes the shape pending). A
+    /// position at or below the current flushed position is ignored and is not progress.
+    /// Reports from an evicted, removed or retired writer are ignored.
+    ///
+    /// Progress refreshes the shape's tick and answers a challenge ([`is_suspected`](Writer::is_suspected)
+    /// turns false).
+    ///
+    /// ```
+    /// use flushwatch::{Config, FlushTracker};
+    /// let tracker = FlushTracker::new(Config::default()).unwrap();
+    /// let w = tracker.register(1u8).unwrap();
+    /// tracker.track(10, &[w.id()]).unwrap();
+    /// w.flushed(99); // beyond what was sent: clamped to 10
+    /// tracker.track(20, &[w.id()]).unwrap();
+    /// assert_eq!(tracker.scan().watermark, 19, "pending again, durable up to 19");
+    /// ```
+    #[inline]
+    pub fn flushed(&self, position: Offset) {
+        let slot = self.slot();
+        // Relaxed: only the phase is used. A stale LIVE means a concurrent eviction, whose
+        // outcome (this report ignored, `is_evicted` true) is allowed; a stale SUSPECTED
+        // costs one CAS in `answer`.
+        let state = slot.state.load(Ordering::Relaxed);
+        if state & (slot::PHASE | slot::SUSPECTED) == slot::LIVE {
+            self.advance(slot, position);
+        } else if slot::is_live(state) && self.advance(slot, position) {
+            self.answer(slot);
+        }
+    }
+
+    /// Stores `position` (clamped to `sent`) if it is progress; returns whether it was.
+    #[inline(always)]
+    fn advance(&self, slot: &Slot, position: Offset) -> bool {
+        // Acquire: pairs with track's Release store of `sent`, so the `floor` it raised with
+        // it is visible below.
+        let sent = slot.sent.load(Ordering::Acquire);
+        let position = position.min(sent);
+        // Relaxed: this writer is the only one that stores `reported`.
+        let reported = slot.reported.load(Ordering::Relaxed);
+        // Relaxed: published by the `sent` load above.
+        let floor = slot.floor.load(Ordering::Relaxed);
+        if position <= reported.max(floor) {
+            return false;
+        }
+        let now = self.shared.ticker.recent();
+        // Relaxed: published by the Release store of `reported` below.
+        slot.tick.store(now, Ordering::Relaxed);
+        // Release: pairs with the scanner's Acquire load of `reported`.
+        slot.reported.store(position, Ordering::Release);
+        true
+    }
+
+    /// Clears a suspicion after progress or `defer` (bumping the counter), if still live.
+    #[cold]
+    fn answer(&self, slot: &Slot) {
+        // AcqRel: pairs with the scanner's CASes; exactly one of "answered" and "stalled" wins.
+        let _ = slot
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |s| {
+                slot::is_live(s).then(|| slot::answered(s))
+            });
+    }
+
+    /// [`flushed`](Writer::flushed)`(commit - 1)`: this consumer has durably written only part
+    /// of transaction `commit`. `flushed_partial(0)` does nothing.
+    ///
+    /// ```
+    /// use flushwatch::{Config, FlushTracker};
+    /// let tracker = FlushTracker::new(Config::default()).unwrap();
+    /// let w = tracker.register(1u8).unwrap();
+    /// tracker.track(5, &[w.id()]).unwrap();
+    /// tracker.track(9, &[w.id()]).unwrap();
+    /// w.flushed_partial(9);
+    /// assert_eq!(tracker.scan().watermark, 8);
+    /// ```
+    #[inline]
+    pub fn flushed_partial(&self, commit: Offset) {
+        if commit > 0 {
+            self.flushed(commit - 1);
+        }
+    }
+
+    /// Says "alive, deliberately not flushing yet": refreshes the shape's tick and answers a
+    /// challenge, without claiming anything durable. A healthy consumer that sees
+    /// [`is_suspected`](Writer::is_suspected) during a long, legitimate pause calls it.
+    ///
+    /// Not the hot path: one compare-and-swap on the shape's state.
+    pub fn defer(&self) {
+        let slot = self.slot();
+        let now = self.shared.ticker.recent();
+        // Relaxed: published by the AcqRel update of `state` below.
+        slot.tick.store(now, Ordering::Relaxed);
+        self.answer(slot);
+    }
+
+    /// Whether the scanner suspects this shape and no progress or `defer` has answered yet.
+    pub fn is_suspected(&self) -> bool {
+        // Acquire: pairs with the scanner's CAS that suspected it.
+        slot::is_suspected(self.slot().state.load(Ordering::Acquire))
+    }
+
+    /// Whether this writer's shape was evicted (a stall) or removed: it is inert now.
+    pub fn is_evicted(&self) -> bool {
+        // Acquire: pairs with the scanner's evicting CAS and with `remove`'s CAS.
+        let phase = slot::phase(self.slot().state.load(Ordering::Acquire));
+        phase == slot::EVICTED || phase == slot::REMOVED
+    }
+
+    /// Ends the shape deliberately and quietly, even if it is pending: it stops counting and
+    /// its key is free at once. No event.
+    pub fn retire(mut self) {
+        self.retired = true;
+    }
+}
+
+impl<K> Drop for Writer<K> {
+    fn drop(&mut self) {
+        let panicking = std::thread::panicking();
+        let slot = self.slot();
+        let (flushed, sent) = slot.positions();
+        let cause = if self.retired {
+            None
+        } else if panicking {
+            Some(DownCause::Panicked)
+        } else if flushed < sent {
+            Some(DownCause::DroppedPending)
+        } else {
+            None
+        };
+        // AcqRel: pairs with the scanner's and `remove`'s CASes: if the shape was still live,
+        // this drop is what ends it; either way the slot is free from here on.
+        let prev = slot.state.swap(slot::FREE, Ordering::AcqRel);
+        let key = lock(&self.page.keys[self.off]).take();
+        let shared = &self.shared;
+        if slot::is_live(prev) {
+            (shared.unregister)(&shared.registry, &self.key, self.id);
+            if let (Some(cause), Some(key)) = (cause, key) {
+                // Relaxed: a statistic.
+                shared.counters.writers_down.fetch_add(1, Ordering::Relaxed);
+                shared.emit(Event::WriterDown { key, cause });
+            }
+        }
+        shared.slab.release(self.id.index);
+    }
+}
