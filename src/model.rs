@@ -318,25 +318,24 @@ impl<K: Hash + Eq + Clone> Model<K> {
             let idle = now.saturating_sub(s.progress_tick());
             let overdue = idle > c.grace;
             match s.suspected_at {
-                Some(at) => {
-                    if overdue && now.saturating_sub(at) > c.challenge {
-                        let evict = c.policy == StallPolicy::Evict;
-                        self.events.push(Event::Stalled {
-                            key: s.key.clone(),
-                            idle: Duration::from_nanos(idle),
-                            flushed: s.flushed,
-                            sent: s.sent,
-                            evicted: evict,
-                        });
-                        report.stalled.push(s.key.clone());
-                        s.suspected_at = None;
-                        if evict {
-                            evicted.push(id);
-                            continue;
-                        }
-                        s.rearm = now;
+                Some(at) if overdue && now.saturating_sub(at) > c.challenge => {
+                    let evict = c.policy == StallPolicy::Evict;
+                    self.events.push(Event::Stalled {
+                        key: s.key.clone(),
+                        idle: Duration::from_nanos(idle),
+                        flushed: s.flushed,
+                        sent: s.sent,
+                        evicted: evict,
+                    });
+                    report.stalled.push(s.key.clone());
+                    s.suspected_at = None;
+                    if evict {
+                        evicted.push(id);
+                        continue;
                     }
+                    s.rearm = now;
                 }
+                Some(_) => {}
                 None if overdue => {
                     s.suspected_at = Some(now);
                     self.events.push(Event::Suspected {

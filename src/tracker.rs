@@ -1,9 +1,7 @@
 //! `FlushTracker`, the shared handle, and `Writer`, the consumer's end.
 
-use std::cell::Cell;
 use std::fmt;
 use std::hash::Hash;
-use std::marker::PhantomData;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -315,7 +313,6 @@ where
             id,
             key,
             retired: true,
-            _not_sync: PhantomData,
         };
         if !inserted {
             // Lost a race with another `register` of the same key: give the slot back
@@ -656,8 +653,11 @@ impl Drop for Scanner {
 
 /// A consumer's end of one shape: it reports what is durable.
 ///
-/// `Writer` is `Send` but not `Sync`: one thread reports for a shape at a time, which is what
-/// lets the hot path use plain stores. Move it into the consumer's thread or task.
+/// `Writer` is `Send + Sync`. It is meant to be owned by one consumer (moved into its thread or
+/// task), which is what lets the hot path use plain stores instead of read-modify-writes. Calls
+/// from several threads at once are still safe: two racing reports may leave the shape at the
+/// lower of the two (a conservative, true claim) until the next report; the watermark never
+/// goes back and never passes what is durable.
 ///
 /// Dropping a writer ends its shape: quietly when it was caught up, with
 /// [`Event::WriterDown`] when it was pending ([`DownCause::DroppedPending`]) or its thread was
@@ -686,7 +686,6 @@ pub struct Writer<K> {
     key: K,
     /// Set by `retire` (and by `register`'s rollback): the drop ends the shape quietly.
     retired: bool,
-    _not_sync: PhantomData<Cell<()>>,
 }
 
 impl<K: fmt::Debug> fmt::Debug for Writer<K> {
@@ -757,7 +756,7 @@ impl<K> Writer<K> {
         // it is visible below.
         let sent = slot.sent.load(Ordering::Acquire);
         let position = position.min(sent);
-        // Relaxed: this writer is the only one that stores `reported`.
+        // Relaxed: only this writer stores `reported` (see the type docs for concurrent calls).
         let reported = slot.reported.load(Ordering::Relaxed);
         // Relaxed: published by the `sent` load above.
         let floor = slot.floor.load(Ordering::Relaxed);

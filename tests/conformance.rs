@@ -1,0 +1,811 @@
+//! Conformance to SPEC.md: the bad-input table, Electric's FlushTracker scenarios with exact
+//! watermarks, writer liveness, and the stall rules with a mock clock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use flushwatch::quanta::{Clock, Mock};
+use flushwatch::{Config, ConfigError, DownCause, Error, Event, FlushTracker, StallPolicy, Writer};
+
+fn tracker() -> FlushTracker<&'static str> {
+    FlushTracker::new(Config::default()).unwrap()
+}
+
+fn mocked(config: Config) -> (FlushTracker<&'static str>, Arc<Mock>) {
+    let (clock, mock) = Clock::mock();
+    (FlushTracker::new(config.clock(clock)).unwrap(), mock)
+}
+
+fn events<K>(t: &FlushTracker<K>) -> Vec<Event<K>>
+where
+    K: std::hash::Hash + Eq + Clone + std::fmt::Debug + Send + Sync + 'static,
+{
+    t.events().try_iter().collect()
+}
+
+const MS: Duration = Duration::from_millis(1);
+
+// --- the bad-input table ----------------------------------------------------------------------
+
+#[test]
+fn track_rejects_zero_and_regressions_and_changes_nothing() {
+    let t = tracker();
+    let a = t.register("a").unwrap();
+    t.track(5, &[a.id()]).unwrap();
+    assert_eq!(t.track(0, &[a.id()]), Err(Error::ZeroCommit));
+    assert_eq!(
+        t.track(5, &[a.id()]),
+        Err(Error::OffsetRegression {
+            last_seen: 5,
+            got: 5
+        })
+    );
+    assert_eq!(
+        t.track(3, &[a.id()]),
+        Err(Error::OffsetRegression {
+            last_seen: 5,
+            got: 3
+        })
+    );
+    assert_eq!(t.track_keys(0, &["a"]), Err(Error::ZeroCommit));
+    assert_eq!(
+        t.track_keys(4, &["a"]),
+        Err(Error::OffsetRegression {
+            last_seen: 5,
+            got: 4
+        })
+    );
+    // Nothing changed: still pending on 5 with flushed 4, last_seen 5.
+    let s = t.status(&"a").unwrap();
+    assert_eq!((s.sent, s.flushed, s.pending), (5, 4, true));
+    assert_eq!(t.last_seen(), 5);
+    assert_eq!(t.scan().watermark, 4);
+}
+
+#[test]
+fn track_skips_gone_ids_and_counts_each_once() {
+    let t = tracker();
+    let a = t.register("a").unwrap();
+    let b = t.register("b").unwrap();
+    let (ida, idb) = (a.id(), b.id());
+    drop(b);
+    let r = t.track(1, &[ida, idb, idb, ida]).unwrap();
+    assert_eq!((r.tracked, r.skipped), (1, 1));
+    // A stale id stays stale even after its slot is reused by another shape.
+    let c = t.register("c").unwrap();
+    let r = t.track(2, &[idb, c.id()]).unwrap();
+    assert_eq!((r.tracked, r.skipped), (1, 1));
+    assert_eq!(t.status(&"c").unwrap().sent, 2);
+    let r = t.track_keys(3, &["a", "nope", "nope", "b"]).unwrap();
+    assert_eq!((r.tracked, r.skipped), (1, 2));
+}
+
+#[test]
+fn duplicate_register_leaves_the_existing_shape_untouched() {
+    let t = tracker();
+    let a = t.register("a").unwrap();
+    t.track(7, &[a.id()]).unwrap();
+    a.flushed(3);
+    assert_eq!(t.register("a").unwrap_err(), Error::DuplicateShape);
+    let s = t.status(&"a").unwrap();
+    assert_eq!((s.sent, s.flushed, s.pending), (7, 6, true));
+    assert_eq!(t.id_of(&"a"), Some(a.id()));
+    a.flushed(7);
+    assert_eq!(t.scan().watermark, 7);
+}
+
+#[test]
+fn lower_and_repeated_reports_are_ignored() {
+    let t = tracker();
+    let a = t.register("a").unwrap();
+    t.track(10, &[a.id()]).unwrap();
+    t.track(20, &[a.id()]).unwrap();
+    a.flushed(15);
+    a.flushed(12);
+    a.flushed(15);
+    assert_eq!(t.status(&"a").unwrap().flushed, 15);
+    assert_eq!(t.scan().watermark, 15);
+}
+
+#[test]
+fn overshoot_counts_as_caught_up_to_sent_and_a_later_track_is_pending() {
+    let t = tracker();
+    let a = t.register("a").unwrap();
+    t.track(10, &[a.id()]).unwrap();
+    a.flushed(1_000);
+    let s = t.status(&"a").unwrap();
+    assert_eq!((s.sent, s.flushed, s.pending), (10, 10, false));
+    t.track(11, &[a.id()]).unwrap();
+    let s = t.status(&"a").unwrap();
+    assert_eq!((s.sent, s.flushed, s.pending), (11, 10, true));
+    assert_eq!(t.scan().watermark, 10);
+}
+
+#[test]
+fn flushed_partial_zero_does_nothing() {
+    let t = tracker();
+    let a = t.register("a").unwrap();
+    t.track(1, &[a.id()]).unwrap();
+    a.flushed_partial(0);
+    let s = t.status(&"a").unwrap();
+    assert_eq!((s.flushed, s.pending), (0, true));
+    a.flushed_partial(1);
+    assert_eq!(
+        t.status(&"a").unwrap().flushed,
+        0,
+        "partial(1) is flushed(0)"
+    );
+    assert_eq!(t.scan().watermark, 0);
+}
+
+#[test]
+fn reports_from_evicted_removed_or_retired_writers_are_ignored() {
+    let (t, mock) = mocked(
+        Config::default()
+            .grace(Duration::ZERO)
+            .challenge(Duration::ZERO),
+    );
+    let a = t.register("a").unwrap();
+    let b = t.register("b").unwrap();
+    t.track(5, &[a.id(), b.id()]).unwrap();
+    // a: evicted.
+    mock.increment(MS);
+    t.scan();
+    mock.increment(MS);
+    b.flushed(5);
+    let r = t.scan();
+    assert_eq!(r.stalled, vec!["a"]);
+    assert!(a.is_evicted());
+    a.flushed(5);
+    assert_eq!(t.status(&"a"), None, "an evicted key is free");
+    // b: removed, then its reports are ignored and it no longer pins anything.
+    t.track(6, &[b.id()]).unwrap();
+    assert!(t.remove(&"b"));
+    assert!(b.is_evicted());
+    b.flushed(6);
+    assert_eq!(t.status(&"b"), None);
+    assert_eq!(t.scan().watermark, 6);
+    // retired: a new writer for the same key starts fresh.
+    let c = t.register("c").unwrap();
+    t.track(7, &[c.id()]).unwrap();
+    c.retire();
+    assert_eq!(t.scan().watermark, 7);
+}
+
+#[test]
+fn invalid_configs_are_rejected_and_zero_grace_and_challenge_are_valid() {
+    let bad = FlushTracker::<u8>::new(Config::default().scan_interval(Duration::ZERO));
+    assert_eq!(
+        bad.unwrap_err(),
+        Error::InvalidConfig(ConfigError::ZeroScanInterval)
+    );
+    let bad = FlushTracker::<u8>::new(Config::default().event_capacity(0));
+    assert_eq!(
+        bad.unwrap_err(),
+        Error::InvalidConfig(ConfigError::ZeroEventCapacity)
+    );
+    let ok = FlushTracker::<u8>::new(
+        Config::default()
+            .grace(Duration::ZERO)
+            .challenge(Duration::ZERO),
+    );
+    assert!(ok.is_ok());
+    // Errors are readable.
+    let msg = Error::InvalidConfig(ConfigError::ZeroScanInterval).to_string();
+    assert!(msg.contains("scan_interval"), "{msg}");
+}
+
+#[test]
+fn nobody_reading_events_never_blocks_and_drops_are_counted() {
+    let (t, mock) = mocked(
+        Config::default()
+            .grace(Duration::ZERO)
+            .challenge(Duration::ZERO)
+            .event_capacity(4),
+    );
+    for round in 0..20_000u64 {
+        let next = round + 1;
+        // A shape stuck forever under Evict, rebuilt every round: Suspected + Stalled per round.
+        let w = t.register("stuck").unwrap();
+        t.track(next, &[w.id()]).unwrap();
+        mock.increment(MS);
+        t.scan();
+        mock.increment(MS);
+        let r = t.scan();
+        assert_eq!(r.stalled, vec!["stuck"], "round {round}");
+    }
+    assert_eq!(t.events().len(), 4, "the queue stays bounded");
+    assert_eq!(
+        t.events_dropped(),
+        20_000 * 2 + 20_000 - 4,
+        "Suspected + Stalled + Advanced per round"
+    );
+}
+
+#[test]
+fn a_second_scanner_is_refused() {
+    let t = tracker();
+    let s = t.spawn_scanner().unwrap();
+    assert_eq!(t.spawn_scanner().unwrap_err(), Error::ScannerRunning);
+    assert_eq!(
+        t.clone().spawn_scanner().unwrap_err(),
+        Error::ScannerRunning
+    );
+    drop(s);
+    let _s = t.spawn_scanner().unwrap();
+}
+
+// --- start_at edge cases ------------------------------------------------------------------------
+
+#[test]
+fn start_at_zero_and_max_are_legal() {
+    let t = FlushTracker::<u8>::new(Config::default().start_at(u64::MAX)).unwrap();
+    assert_eq!(t.watermark(), u64::MAX);
+    let w = t.register(1).unwrap();
+    assert_eq!(
+        t.track(u64::MAX, &[w.id()]),
+        Err(Error::OffsetRegression {
+            last_seen: u64::MAX,
+            got: u64::MAX
+        })
+    );
+    assert_eq!(t.scan().watermark, u64::MAX);
+
+    let t = FlushTracker::<u8>::new(Config::default().start_at(100)).unwrap();
+    let w = t.register(1).unwrap();
+    assert_eq!(t.scan().watermark, 100);
+    w.flushed(50);
+    t.track(101, &[w.id()]).unwrap();
+    assert_eq!(t.scan().watermark, 100);
+    w.flushed(101);
+    assert_eq!(t.scan().watermark, 101);
+}
+
+// --- Electric's FlushTracker scenarios ----------------------------------------------------------
+
+/// Helper: register shapes a, b, c.
+fn abc(t: &FlushTracker<&'static str>) -> [Writer<&'static str>; 3] {
+    ["a", "b", "c"].map(|k| t.register(k).unwrap())
+}
+
+#[test]
+fn electric_nothing_pending_acknowledges_last_seen() {
+    let t = tracker();
+    let [a, _b, _c] = abc(&t);
+    t.track(10, &[a.id()]).unwrap();
+    a.flushed(10);
+    t.track(11, &[]).unwrap();
+    assert_eq!(t.scan().watermark, 11);
+}
+
+#[test]
+fn electric_alternating_load() {
+    // Transactions alternate between a and b; each shape flushes one transaction behind.
+    let t = tracker();
+    let [a, b, _c] = abc(&t);
+    let mut expect = Vec::new();
+    let mut got = Vec::new();
+    for commit in 1..=20u64 {
+        let (this, other) = if commit % 2 == 1 { (&a, &b) } else { (&b, &a) };
+        t.track(commit, &[this.id()]).unwrap();
+        // The other shape flushes the transaction it got one step ago.
+        if commit > 1 {
+            other.flushed(commit - 1);
+        }
+        got.push(t.scan().watermark);
+        // Only `this` is pending, on `commit` with flushed raised to `commit - 1`.
+        expect.push(commit - 1);
+    }
+    assert_eq!(got, expect);
+    b.flushed(20);
+    assert_eq!(t.scan().watermark, 20);
+}
+
+#[test]
+fn electric_partial_flushes() {
+    let t = tracker();
+    let [a, b, _c] = abc(&t);
+    t.track(100, &[a.id(), b.id()]).unwrap();
+    t.track(200, &[a.id(), b.id()]).unwrap();
+    t.track(300, &[a.id()]).unwrap();
+    a.flushed_partial(200); // a durable up to 199
+    b.flushed(100);
+    assert_eq!(t.scan().watermark, 100);
+    b.flushed_partial(200);
+    assert_eq!(t.scan().watermark, 199);
+    b.flushed(200); // b caught up
+    assert_eq!(t.scan().watermark, 199);
+    a.flushed(200);
+    // a reported 200 while pending on 300: the report is its flushed position (the c - 1
+    // raise applies only when a caught-up shape becomes pending).
+    assert_eq!(t.scan().watermark, 200);
+    a.flushed_partial(300);
+    assert_eq!(t.scan().watermark, 299);
+    a.flushed(300);
+    assert_eq!(t.scan().watermark, 300);
+}
+
+#[test]
+fn electric_removal_unpins() {
+    let t = tracker();
+    let [a, b, c] = abc(&t);
+    t.track(5, &[a.id(), b.id(), c.id()]).unwrap();
+    b.flushed(5);
+    c.flushed(5);
+    assert_eq!(t.scan().watermark, 4);
+    assert_eq!(t.pinned_by().unwrap().key, "a");
+    assert!(t.remove(&"a"));
+    assert_eq!(t.scan().watermark, 5);
+    assert!(t.pinned_by().is_none());
+    drop(a);
+}
+
+#[test]
+fn electric_gaps_between_commits() {
+    // Commits far apart, shapes skipping many of them: the c - 1 raise acknowledges the gap.
+    let t = tracker();
+    let [a, b, _c] = abc(&t);
+    t.track(1_000, &[a.id()]).unwrap();
+    a.flushed(1_000);
+    t.track(5_000, &[b.id()]).unwrap();
+    assert_eq!(t.scan().watermark, 4_999);
+    t.track(9_000, &[a.id()]).unwrap();
+    assert_eq!(t.scan().watermark, 4_999);
+    b.flushed(5_000);
+    assert_eq!(t.scan().watermark, 8_999);
+    a.flushed(9_000);
+    assert_eq!(t.scan().watermark, 9_000);
+}
+
+#[test]
+fn electric_overshoot_does_not_ack_later_transactions() {
+    let t = tracker();
+    let [a, b, _c] = abc(&t);
+    t.track(10, &[a.id(), b.id()]).unwrap();
+    a.flushed(50); // claims more than sent: counts as 10
+    b.flushed(10);
+    assert_eq!(t.scan().watermark, 10);
+    t.track(20, &[a.id()]).unwrap();
+    assert_eq!(t.scan().watermark, 19);
+    a.flushed(20);
+    assert_eq!(t.scan().watermark, 20);
+}
+
+#[test]
+fn never_acknowledges_less_than_electric_on_sequential_input() {
+    // Electric acknowledges tx - 1 whenever anything is pending; flushwatch acknowledges
+    // exactly what is durable.
+    let t = tracker();
+    let [a, b, _c] = abc(&t);
+    t.track(10, &[a.id()]).unwrap();
+    t.track(11, &[b.id()]).unwrap();
+    a.flushed(10);
+    // b pending on 11 with flushed 10 (caught up before): both agree on 10 here.
+    assert_eq!(t.scan().watermark, 10);
+    t.track(12, &[a.id()]).unwrap();
+    b.flushed(11);
+    // Electric: something pending -> 11; flushwatch: a pending on 12, durable to 11 -> 11.
+    assert!(t.scan().watermark >= 11);
+}
+
+#[test]
+fn watermark_never_decreases_and_starts_at_start_at() {
+    let t = FlushTracker::<u8>::new(Config::default().start_at(50)).unwrap();
+    assert_eq!(t.watermark(), 50);
+    let a = t.register(1).unwrap();
+    t.track(60, &[a.id()]).unwrap();
+    assert_eq!(t.watermark(), 50, "changes only in scan");
+    assert_eq!(t.scan().watermark, 59);
+    // A late registration made pending at 70 never lowers what was published.
+    let b = t.register(2).unwrap();
+    t.track(70, &[b.id()]).unwrap();
+    assert_eq!(t.scan().watermark, 59);
+    a.flushed(60);
+    assert_eq!(t.scan().watermark, 69);
+}
+
+// --- writer liveness -----------------------------------------------------------------------------
+
+#[test]
+fn dropping_a_pending_writer_unpins_and_reports() {
+    let t = tracker();
+    let [a, b, _c] = abc(&t);
+    t.track(3, &[a.id(), b.id()]).unwrap();
+    b.flushed(3);
+    assert_eq!(t.scan().watermark, 2);
+    drop(a);
+    assert_eq!(t.id_of(&"a"), None, "key free at once");
+    assert_eq!(t.scan().watermark, 3);
+    assert_eq!(
+        events(&t)
+            .into_iter()
+            .filter(|e| matches!(e, Event::WriterDown { .. }))
+            .collect::<Vec<_>>(),
+        vec![Event::WriterDown {
+            key: "a",
+            cause: DownCause::DroppedPending
+        }]
+    );
+}
+
+#[test]
+fn dropping_a_caught_up_writer_or_retiring_is_quiet() {
+    let t = tracker();
+    let [a, b, c] = abc(&t);
+    t.track(3, &[a.id(), b.id()]).unwrap();
+    a.flushed(3);
+    drop(a);
+    b.retire(); // pending, but deliberate
+    drop(c); // never sent anything
+    assert!(events(&t).is_empty());
+    assert_eq!(t.scan().watermark, 3);
+    assert_eq!(t.stats().registered, 0);
+}
+
+#[test]
+fn a_panicking_consumer_unpins_with_writer_down_panicked() {
+    let t = tracker();
+    let a = t.register("a").unwrap();
+    t.track(9, &[a.id()]).unwrap();
+    a.flushed(9);
+    t.track(10, &[a.id()]).unwrap();
+    let handle = std::thread::spawn(move || {
+        let _writer = a;
+        panic!("consumer bug");
+    });
+    assert!(handle.join().is_err());
+    let r = t.scan();
+    assert_eq!(r.watermark, 10);
+    assert!(events(&t).contains(&Event::WriterDown {
+        key: "a",
+        cause: DownCause::Panicked
+    }));
+}
+
+#[test]
+fn remove_returns_whether_registered_and_makes_the_writer_inert() {
+    let t = tracker();
+    let a = t.register("a").unwrap();
+    assert!(t.remove(&"a"));
+    assert!(!t.remove(&"a"));
+    assert!(a.is_evicted());
+    let a2 = t.register("a").unwrap();
+    assert!(!a2.is_evicted());
+    drop(a); // inert: must not touch a2
+    assert_eq!(t.id_of(&"a"), Some(a2.id()));
+    assert!(events(&t).is_empty());
+}
+
+#[test]
+fn a_stale_writer_never_touches_the_slot_s_next_shape() {
+    let t = tracker();
+    let a = t.register("a").unwrap();
+    let old = a.id();
+    assert!(t.remove(&"a"));
+    // `a` still owns its slot: a new registration gets another slot.
+    let b = t.register("b").unwrap();
+    assert_ne!(b.id(), old);
+    t.track(4, &[b.id()]).unwrap();
+    a.flushed(4);
+    a.defer();
+    assert_eq!(t.status(&"b").unwrap().flushed, 3);
+    assert_eq!(t.track(5, &[old]).unwrap().skipped, 1);
+}
+
+// --- stall detection (mock clock) --------------------------------------------------------------
+
+fn stall_tracker(
+    grace_ms: u64,
+    challenge_ms: u64,
+    policy: StallPolicy,
+) -> (FlushTracker<&'static str>, Arc<Mock>) {
+    mocked(
+        Config::default()
+            .grace(MS * grace_ms as u32)
+            .challenge(MS * challenge_ms as u32)
+            .stall_policy(policy),
+    )
+}
+
+#[test]
+fn overdue_is_strictly_more_than_grace() {
+    let (t, mock) = stall_tracker(100, 10, StallPolicy::Evict);
+    let a = t.register("a").unwrap();
+    mock.increment(MS * 7);
+    t.track(1, &[a.id()]).unwrap(); // tick at 7 ms
+    mock.increment(MS * 100);
+    assert!(
+        t.scan().suspected.is_empty(),
+        "exactly grace is not overdue"
+    );
+    assert!(!a.is_suspected());
+    mock.increment(Duration::from_nanos(1));
+    let r = t.scan();
+    assert_eq!(r.suspected, vec!["a"]);
+    assert!(a.is_suspected());
+    match events(&t).as_slice() {
+        [Event::Suspected { key: "a", idle }] => {
+            assert_eq!(*idle, MS * 100 + Duration::from_nanos(1))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn challenge_then_stall_never_in_the_suspecting_scan() {
+    let (t, mock) = stall_tracker(10, 5, StallPolicy::Evict);
+    let a = t.register("a").unwrap();
+    let b = t.register("b").unwrap();
+    t.track(1, &[a.id(), b.id()]).unwrap();
+    b.flushed(1);
+    mock.increment(MS * 11);
+    let r = t.scan();
+    assert_eq!((r.suspected.len(), r.stalled.len()), (1, 0));
+    mock.increment(MS * 5);
+    assert!(
+        t.scan().stalled.is_empty(),
+        "exactly challenge is not enough"
+    );
+    mock.increment(Duration::from_nanos(1));
+    let r = t.scan();
+    assert_eq!(r.stalled, vec!["a"]);
+    assert_eq!(r.watermark, 1, "evict unpins in the same scan");
+    assert_eq!(r.pending, 0);
+    assert!(a.is_evicted());
+    assert!(!a.is_suspected());
+    assert!(t.register("a").is_ok(), "the key is free at once");
+    let stalled: Vec<_> = events(&t)
+        .into_iter()
+        .filter(|e| matches!(e, Event::Stalled { .. }))
+        .collect();
+    assert_eq!(
+        stalled,
+        vec![Event::Stalled {
+            key: "a",
+            idle: MS * 16 + Duration::from_nanos(1),
+            flushed: 0,
+            sent: 1,
+            evicted: true
+        }]
+    );
+    let s = t.stats();
+    assert_eq!((s.stalled, s.evicted), (1, 1));
+}
+
+#[test]
+fn zero_grace_and_challenge() {
+    let (t, mock) = stall_tracker(0, 0, StallPolicy::Evict);
+    let a = t.register("a").unwrap();
+    t.track(1, &[a.id()]).unwrap();
+    assert!(
+        t.scan().suspected.is_empty(),
+        "no time has passed: idle 0 is not > 0"
+    );
+    mock.increment(Duration::from_nanos(1));
+    assert_eq!(t.scan().suspected, vec!["a"]);
+    assert!(t.scan().stalled.is_empty(), "no time since the suspicion");
+    mock.increment(Duration::from_nanos(1));
+    assert_eq!(t.scan().stalled, vec!["a"]);
+}
+
+#[test]
+fn defer_answers_a_challenge() {
+    let (t, mock) = stall_tracker(10, 5, StallPolicy::Evict);
+    let a = t.register("a").unwrap();
+    t.track(1, &[a.id()]).unwrap();
+    mock.increment(MS * 11);
+    t.scan();
+    assert!(a.is_suspected());
+    a.defer();
+    assert!(!a.is_suspected());
+    mock.increment(MS * 6);
+    let r = t.scan();
+    assert!(r.stalled.is_empty(), "answered");
+    assert!(r.suspected.is_empty(), "defer refreshed the tick");
+    mock.increment(MS * 5);
+    assert_eq!(
+        t.scan().suspected,
+        vec!["a"],
+        "idle again 11 ms after the defer"
+    );
+}
+
+#[test]
+fn progress_answers_and_refreshes_but_new_transactions_and_repeats_do_not() {
+    let (t, mock) = stall_tracker(10, 5, StallPolicy::Evict);
+    let a = t.register("a").unwrap();
+    t.track(1, &[a.id()]).unwrap();
+    t.track(2, &[a.id()]).unwrap();
+    mock.increment(MS * 8);
+    t.track(3, &[a.id()]).unwrap(); // already pending: not a refresh
+    a.flushed(0); // not progress (flushed is already 0)
+    mock.increment(MS * 3);
+    assert_eq!(
+        t.scan().suspected,
+        vec!["a"],
+        "11 ms since it became pending"
+    );
+    a.flushed(1); // progress
+    assert!(!a.is_suspected());
+    mock.increment(MS * 10);
+    assert!(
+        t.scan().suspected.is_empty(),
+        "10 ms since progress: not overdue"
+    );
+    a.flushed(1); // repeated: not progress
+    mock.increment(Duration::from_nanos(1));
+    assert_eq!(t.scan().suspected, vec!["a"]);
+    mock.increment(MS * 6);
+    let r = t.scan();
+    assert_eq!(r.stalled, vec!["a"]);
+    assert_eq!(r.watermark, 3, "a evicted: nothing pending, last_seen");
+}
+
+#[test]
+fn completion_never_stalls() {
+    let (t, mock) = stall_tracker(10, 5, StallPolicy::Evict);
+    let a = t.register("a").unwrap();
+    t.track(1, &[a.id()]).unwrap();
+    a.flushed(1);
+    mock.increment(MS * 1000);
+    let r = t.scan();
+    assert!(r.suspected.is_empty() && r.stalled.is_empty());
+    // Suspected, then it completes: the suspicion clears, no stall.
+    t.track(2, &[a.id()]).unwrap();
+    mock.increment(MS * 11);
+    assert_eq!(t.scan().suspected, vec!["a"]);
+    a.flushed(2);
+    mock.increment(MS * 100);
+    let r = t.scan();
+    assert!(r.stalled.is_empty());
+    assert!(!a.is_evicted());
+    assert_eq!(r.watermark, 2);
+}
+
+#[test]
+fn report_policy_pins_and_rearms_without_an_event_storm() {
+    let (t, mock) = stall_tracker(10, 5, StallPolicy::Report);
+    let a = t.register("a").unwrap();
+    t.track(1, &[a.id()]).unwrap();
+    let mut suspected = 0;
+    let mut stalled = 0;
+    // 1 ms scans for 100 ms: suspected at 11, stalled at 17, re-armed: suspected at 28,
+    // stalled at 34, ...: one cycle every grace + challenge + 2 scans.
+    for _ in 0..100 {
+        mock.increment(MS);
+        let r = t.scan();
+        suspected += r.suspected.len();
+        stalled += r.stalled.len();
+        assert_eq!(r.watermark, 0, "Report keeps the shape pinned");
+    }
+    assert!(!a.is_evicted());
+    assert_eq!((suspected, stalled), (6, 5), "cycles of 17 ms over 100 ms");
+    assert_eq!(t.status(&"a").unwrap().sent, 1);
+}
+
+#[test]
+fn a_tick_from_the_future_counts_as_zero() {
+    let (t, mock) = stall_tracker(10, 5, StallPolicy::Evict);
+    mock.increment(MS * 50);
+    let a = t.register("a").unwrap();
+    t.track(1, &[a.id()]).unwrap(); // tick at 50 ms
+    mock.decrement(MS * 30); // the clock goes back
+    let r = t.scan();
+    assert!(r.suspected.is_empty());
+    assert_eq!(t.status(&"a").unwrap().idle, Duration::ZERO);
+}
+
+#[test]
+fn status_and_pinned_by_report_lag_and_idle() {
+    let (t, mock) = stall_tracker(1000, 5, StallPolicy::Evict);
+    let [a, b, _c] = abc(&t);
+    t.track(10, &[a.id(), b.id()]).unwrap();
+    t.track(15, &[b.id()]).unwrap();
+    a.flushed(10);
+    mock.increment(MS * 3);
+    t.scan();
+    let p = t.pinned_by().unwrap();
+    assert_eq!(
+        (p.key, p.flushed, p.sent, p.lag, p.idle),
+        ("b", 9, 15, 6, MS * 3)
+    );
+    let s = t.status(&"a").unwrap();
+    assert_eq!((s.pending, s.idle, s.lag), (false, Duration::ZERO, 0));
+    assert_eq!(t.status(&"nope"), None);
+}
+
+#[test]
+fn lagging_is_reported_once_per_episode() {
+    let (clock, mock) = Clock::mock();
+    let t = FlushTracker::new(
+        Config::default()
+            .clock(clock)
+            .grace(Duration::from_secs(3600))
+            .lag_window(3),
+    )
+    .unwrap();
+    let slow = t.register("slow").unwrap();
+    let mut commit = 0;
+    let mut lagging = 0;
+    // The consumer flushes 1 commit per scan while 3 arrive: lag grows by 2 per scan.
+    for step in 0..10u64 {
+        for _ in 0..3 {
+            commit += 1;
+            t.track(commit, &[slow.id()]).unwrap();
+        }
+        slow.flushed(step + 1);
+        mock.increment(MS);
+        lagging += t.scan().lagging.len();
+    }
+    assert_eq!(lagging, 1, "once per episode");
+    // It catches up: the episode ends; a new one can start later.
+    slow.flushed(commit);
+    t.scan();
+    for step in 0..6u64 {
+        for _ in 0..3 {
+            commit += 1;
+            t.track(commit, &[slow.id()]).unwrap();
+        }
+        slow.flushed(30 + step + 1);
+        mock.increment(MS);
+        lagging += t.scan().lagging.len();
+    }
+    assert_eq!(lagging, 2);
+    assert!(events(&t)
+        .iter()
+        .any(|e| matches!(e, Event::Lagging { key: "slow", .. })));
+}
+
+#[test]
+fn scan_panics_are_caught_by_the_scanner_and_detection_goes_on() {
+    use std::hash::{Hash, Hasher};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static EXPLODE: AtomicBool = AtomicBool::new(false);
+    #[derive(Debug, PartialEq, Eq)]
+    struct Touchy(u8);
+    impl Hash for Touchy {
+        fn hash<H: Hasher>(&self, h: &mut H) {
+            self.0.hash(h)
+        }
+    }
+    impl Clone for Touchy {
+        fn clone(&self) -> Self {
+            // Relaxed: a test switch.
+            if EXPLODE.load(Ordering::Relaxed) {
+                panic!("key clone exploded");
+            }
+            Touchy(self.0)
+        }
+    }
+    let t = FlushTracker::new(
+        Config::default()
+            .grace(Duration::ZERO)
+            .challenge(Duration::ZERO)
+            .scan_interval(MS),
+    )
+    .unwrap();
+    let w = t.register(Touchy(1)).unwrap();
+    t.track(1, &[w.id()]).unwrap();
+    // Relaxed: a test switch.
+    EXPLODE.store(true, Ordering::Relaxed);
+    let scanner = t.spawn_scanner().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while t.stats().scan_panics < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(MS);
+    }
+    assert!(
+        t.stats().scan_panics >= 3,
+        "the scanner keeps scanning after panics"
+    );
+    // Relaxed: a test switch.
+    EXPLODE.store(false, Ordering::Relaxed);
+    while !w.is_evicted() && std::time::Instant::now() < deadline {
+        std::thread::sleep(MS);
+    }
+    assert!(w.is_evicted(), "detection resumed");
+    drop(scanner);
+    assert!(t
+        .events()
+        .try_iter()
+        .any(|e| matches!(e, Event::ScanPanicked { ref message } if message.contains("exploded"))));
+}

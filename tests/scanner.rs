@@ -1,0 +1,188 @@
+//! The background scanner with the real clock: detection within the documented bound, healthy
+//! consumers untouched, prompt shutdown.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flushwatch::{Config, Event, FlushTracker};
+
+/// The tests here count scanner threads process-wide, so they run one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn scanner_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|tasks| {
+            tasks
+                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .filter(|name| name.trim() == "flushwatch-scan") // the 15-byte kernel name
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_wedged_writer_is_stalled_within_the_bound_and_the_healthy_one_never_suspected() {
+    let _serial = serial();
+    let grace = Duration::from_millis(100);
+    let challenge = Duration::from_millis(50);
+    let interval = Duration::from_millis(20);
+    let bound = grace + challenge + 2 * interval;
+    let tracker = FlushTracker::new(
+        Config::default()
+            .grace(grace)
+            .challenge(challenge)
+            .scan_interval(interval),
+    )
+    .unwrap();
+    let events = tracker.events();
+    let healthy = tracker.register("healthy").unwrap();
+    let wedged = tracker.register("wedged").unwrap();
+    let ids = [healthy.id(), wedged.id()];
+    let commit = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let _scanner = tracker.spawn_scanner().unwrap();
+
+    std::thread::scope(|s| {
+        // Producer: a commit for both shapes every 2 ms.
+        s.spawn(|| {
+            let mut c = 0;
+            // Relaxed: a test stop flag.
+            while !stop.load(Ordering::Relaxed) {
+                c += 1;
+                tracker.track(c, &ids).unwrap();
+                // Release: the consumers read it with Acquire and report only what was tracked.
+                commit.store(c, Ordering::Release);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        // Healthy consumer: reports everything received, every 5 ms.
+        s.spawn(|| {
+            // Relaxed: a test stop flag.
+            while !stop.load(Ordering::Relaxed) {
+                // Acquire: pairs with the producer's Release store.
+                healthy.flushed(commit.load(Ordering::Acquire));
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        // Wedged consumer: healthy for 100 ms, then stuck.
+        let last_progress = s.spawn(|| {
+            let until = Instant::now() + Duration::from_millis(100);
+            let mut last = Instant::now();
+            while Instant::now() < until {
+                // Acquire: pairs with the producer's Release store.
+                wedged.flushed(commit.load(Ordering::Acquire));
+                last = Instant::now();
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            last
+        });
+        let last = last_progress.join().unwrap();
+        let deadline = last + bound + Duration::from_secs(5);
+        let mut stalled_at = None;
+        let mut suspected = Vec::new();
+        while stalled_at.is_none() && Instant::now() < deadline {
+            match events.recv_timeout(Duration::from_millis(10)) {
+                Ok(Event::Stalled { key, evicted, .. }) => {
+                    assert_eq!(key, "wedged");
+                    assert!(evicted);
+                    stalled_at = Some(Instant::now());
+                }
+                Ok(Event::Suspected { key, .. }) => suspected.push(key),
+                _ => {}
+            }
+        }
+        let stalled_at = stalled_at.expect("the wedged writer was never stalled");
+        let latency = stalled_at - last;
+        println!("detection latency {latency:?}, bound {bound:?} (+ one scan)");
+        // Slack for a noisy, shared 2-core machine; the figure itself is printed above.
+        assert!(
+            latency <= bound + Duration::from_millis(150),
+            "stalled {latency:?} after the last progress, bound {bound:?}"
+        );
+        // Ticks have the resolution of one scan, so a stall can come at most one interval early.
+        assert!(
+            latency + interval >= grace + challenge,
+            "stalled too early: {latency:?}"
+        );
+        assert!(wedged.is_evicted());
+        assert_eq!(suspected, vec!["wedged"]);
+
+        // The watermark moves on with the healthy consumer.
+        let before = tracker.watermark();
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            tracker.watermark() > before,
+            "the watermark advances after eviction"
+        );
+        // Relaxed: a test stop flag.
+        stop.store(true, Ordering::Relaxed);
+    });
+    assert!(!healthy.is_suspected() && !healthy.is_evicted());
+    assert!(!events
+        .try_iter()
+        .any(|e| matches!(e, Event::Suspected { key: "healthy", .. })));
+}
+
+#[test]
+fn the_guard_stops_the_scanner_promptly() {
+    let _serial = serial();
+    let tracker =
+        FlushTracker::<u8>::new(Config::default().scan_interval(Duration::from_secs(30))).unwrap();
+    let scanner = tracker.spawn_scanner().unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(tracker.stats().scans, 1, "the first scan runs at once");
+    let t0 = Instant::now();
+    drop(scanner);
+    assert!(
+        t0.elapsed() < Duration::from_secs(1),
+        "stopping took {:?}: it must not wait for the 30 s interval",
+        t0.elapsed()
+    );
+}
+
+#[test]
+fn the_last_tracker_handle_stops_the_scanner() {
+    let _serial = serial();
+    let before = scanner_threads();
+    let tracker =
+        FlushTracker::<u8>::new(Config::default().scan_interval(Duration::from_secs(30))).unwrap();
+    let writer = tracker.register(1).unwrap(); // a writer does not keep the scanner alive
+    let clone = tracker.clone();
+    let scanner = tracker.spawn_scanner().unwrap();
+    std::mem::forget(scanner); // even a leaked guard does not keep it alive
+    drop(tracker);
+    std::thread::sleep(Duration::from_millis(20));
+    assert!(
+        scanner_threads() > before,
+        "a clone still holds the tracker"
+    );
+    drop(clone);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while scanner_threads() > before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(scanner_threads(), before, "the scanner thread exited");
+    writer.flushed(1);
+}
+
+#[test]
+fn the_scanner_runs_at_a_fixed_rate() {
+    let _serial = serial();
+    let tracker =
+        FlushTracker::<u8>::new(Config::default().scan_interval(Duration::from_millis(10)))
+            .unwrap();
+    let scanner = tracker.spawn_scanner().unwrap();
+    std::thread::sleep(Duration::from_millis(505));
+    drop(scanner);
+    let scans = tracker.stats().scans;
+    // 51 grid points in 505 ms; a loaded machine may skip a few, never add any.
+    assert!(
+        (25..=52).contains(&scans),
+        "{scans} scans in 505 ms at 10 ms"
+    );
+}

@@ -1,0 +1,286 @@
+//! Multi-thread stress tests with an oracle.
+//!
+//! A producer tracks commits for random subsets of shapes and hands each commit to the shape's
+//! consumer; consumer threads make commits "durable" (the oracle's record) and report them,
+//! in batches and partially; a checker thread scans continuously. After every scan the oracle
+//! asserts that the published watermark
+//! - never passes a commit that some live shape was sent and has not made durable,
+//! - never goes back,
+//! - and, once everyone has flushed everything, reaches the last commit.
+//!
+//! The oracle reads durability *after* each scan: durability only grows, so a commit that is
+//! not durable then was not durable during the scan (no false alarms), and every commit at or
+//! below the watermark was tracked before the scan read `last_seen` (so it is in the oracle's
+//! sent list, which the producer appends to before `track`).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{unbounded, Receiver, Sender};
+use flushwatch::{Config, FlushTracker, ShapeId, StallPolicy, Writer};
+
+/// splitmix64
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// What the oracle knows of one shape.
+struct OracleShape {
+    /// Commits sent to the shape and not yet durable, in order (appended by the producer
+    /// before `track`, popped by the consumer as it makes them durable).
+    undurable: Mutex<VecDeque<u64>>,
+    /// Whether the shape still counts (false once evicted).
+    live: AtomicBool,
+}
+
+impl OracleShape {
+    fn new() -> Arc<Self> {
+        Arc::new(OracleShape {
+            undurable: Mutex::new(VecDeque::new()),
+            live: AtomicBool::new(true),
+        })
+    }
+    /// The first commit sent to the shape that is not durable.
+    fn first_undurable(&self) -> Option<u64> {
+        self.undurable.lock().unwrap().front().copied()
+    }
+}
+
+struct Msg {
+    shape: usize,
+    commit: u64,
+}
+
+struct Run {
+    shapes: usize,
+    consumers: usize,
+    commits: u64,
+    /// A consumer that holds one shape's messages for this long, once (a wedge).
+    wedge: Option<Duration>,
+    config: Config,
+}
+
+/// Runs the scenario; returns the final watermark and the tracker's stats.
+fn run(r: Run) -> (u64, flushwatch::Stats) {
+    let tracker: FlushTracker<usize> = FlushTracker::new(r.config).unwrap();
+    let oracle: Vec<Arc<OracleShape>> = (0..r.shapes).map(|_| OracleShape::new()).collect();
+    let mut writers: Vec<Vec<(usize, Writer<usize>)>> =
+        (0..r.consumers).map(|_| Vec::new()).collect();
+    let mut ids: Vec<ShapeId> = Vec::new();
+    for s in 0..r.shapes {
+        let w = tracker.register(s).unwrap();
+        ids.push(w.id());
+        writers[s % r.consumers].push((s, w));
+    }
+    let (txs, rxs): (Vec<Sender<Msg>>, Vec<Receiver<Msg>>) =
+        (0..r.consumers).map(|_| unbounded()).unzip();
+    let done = Arc::new(AtomicBool::new(false));
+    let last_commit = r.commits;
+
+    std::thread::scope(|scope| {
+        // The checker: scans and checks the oracle after every scan.
+        let checker = {
+            let tracker = tracker.clone();
+            let oracle = oracle.clone();
+            let done = done.clone();
+            scope.spawn(move || {
+                let mut prev = 0;
+                let mut scans = 0u64;
+                loop {
+                    // Relaxed: the final check below re-scans after joining everyone.
+                    let finished = done.load(Ordering::Relaxed);
+                    let report = tracker.scan();
+                    scans += 1;
+                    let w = report.watermark;
+                    assert!(w >= prev, "watermark went back: {prev} -> {w}");
+                    prev = w;
+                    for key in &report.stalled {
+                        // Relaxed: read by this thread only.
+                        oracle[*key].live.store(false, Ordering::Relaxed);
+                    }
+                    for (s, o) in oracle.iter().enumerate() {
+                        // Relaxed: written by this thread only.
+                        if !o.live.load(Ordering::Relaxed) {
+                            continue;
+                        }
+                        if let Some(c) = o.first_undurable() {
+                            assert!(
+                                w < c,
+                                "watermark {w} passes commit {c}, not yet durable in shape {s}"
+                            );
+                        }
+                    }
+                    if finished {
+                        return (prev, scans);
+                    }
+                    std::thread::yield_now();
+                }
+            })
+        };
+
+        // Consumers.
+        let mut consumer_handles = Vec::new();
+        for (ci, (mine, rx)) in writers.into_iter().zip(rxs).enumerate() {
+            let oracle = oracle.clone();
+            let wedge = if ci == 0 { r.wedge } else { None };
+            consumer_handles.push(scope.spawn(move || {
+                let mut rng = Rng(ci as u64 + 1);
+                let index: std::collections::HashMap<usize, usize> =
+                    mine.iter().enumerate().map(|(i, (s, _))| (*s, i)).collect();
+                let mut unreported: Vec<Option<u64>> = vec![None; mine.len()];
+                let mut wedged_until: Option<Instant> = None;
+                let wedged_shape = mine.first().map(|(s, _)| *s);
+                let mut held: Vec<Msg> = Vec::new();
+                let process = |m: Msg, rng: &mut Rng, unreported: &mut Vec<Option<u64>>| {
+                    let i = index[&m.shape];
+                    let (_, w) = &mine[i];
+                    // Durable: pop it from the oracle, then (maybe later) report.
+                    let popped = oracle[m.shape].undurable.lock().unwrap().pop_front();
+                    assert_eq!(popped, Some(m.commit), "consumer sees commits in order");
+                    match rng.below(4) {
+                        0 => {
+                            w.flushed(m.commit);
+                            unreported[i] = None;
+                        }
+                        1 => {
+                            // Half of the next transaction written: a partial report.
+                            w.flushed_partial(m.commit + 1);
+                            unreported[i] = None;
+                        }
+                        _ => unreported[i] = Some(m.commit),
+                    }
+                    if rng.below(8) == 0 {
+                        for (j, u) in unreported.iter_mut().enumerate() {
+                            if let Some(c) = u.take() {
+                                mine[j].1.flushed(c);
+                            }
+                        }
+                    }
+                };
+                for m in rx.iter() {
+                    if let (Some(d), Some(ws)) = (wedge, wedged_shape) {
+                        if m.shape == ws && m.commit > last_commit / 4 && wedged_until.is_none() {
+                            wedged_until = Some(Instant::now() + d);
+                        }
+                        if let Some(until) = wedged_until {
+                            if Instant::now() < until && m.shape == ws {
+                                held.push(m);
+                                continue;
+                            }
+                            for h in held.drain(..) {
+                                process(h, &mut rng, &mut unreported);
+                            }
+                        }
+                    }
+                    process(m, &mut rng, &mut unreported);
+                }
+                // Still wedged when the stream ends: stay stuck until the wedge is over.
+                if let Some(until) = wedged_until {
+                    std::thread::sleep(until.saturating_duration_since(Instant::now()));
+                }
+                for h in held.drain(..) {
+                    process(h, &mut rng, &mut unreported);
+                }
+                for (j, u) in unreported.iter_mut().enumerate() {
+                    if let Some(c) = u.take() {
+                        mine[j].1.flushed(c);
+                    }
+                }
+                mine // keep the writers alive until the end
+            }));
+        }
+
+        // The producer.
+        let mut rng = Rng(99);
+        let mut named = Vec::new();
+        for commit in 1..=r.commits {
+            named.clear();
+            let k = 1 + rng.below(3);
+            for _ in 0..k {
+                let s = rng.below(r.shapes as u64) as usize;
+                if !named.contains(&s) {
+                    named.push(s);
+                }
+            }
+            for &s in &named {
+                oracle[s].undurable.lock().unwrap().push_back(commit);
+            }
+            let shape_ids: Vec<ShapeId> = named.iter().map(|&s| ids[s]).collect();
+            tracker.track(commit, &shape_ids).unwrap();
+            for &s in &named {
+                txs[s % r.consumers].send(Msg { shape: s, commit }).unwrap();
+            }
+            if commit % 64 == 0 {
+                std::thread::yield_now();
+            }
+            if r.wedge.is_some() && commit % 256 == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        drop(txs);
+        let writers: Vec<_> = consumer_handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect();
+        // Relaxed: the checker's last pass is ordered by the join below anyway.
+        done.store(true, Ordering::Relaxed);
+        let (last, scans) = checker.join().unwrap();
+        assert!(scans > 10, "the checker ran only {scans} scans");
+        let final_w = tracker.scan().watermark;
+        assert!(final_w >= last);
+        drop(writers);
+        (final_w, tracker.stats())
+    })
+}
+
+#[test]
+fn stress_watermark_is_safe_monotone_and_complete() {
+    let commits = 100_000;
+    let (w, stats) = run(Run {
+        shapes: 16,
+        consumers: 2,
+        commits,
+        wedge: None,
+        config: Config::default(),
+    });
+    assert_eq!(
+        w, commits,
+        "everyone flushed everything: the watermark reaches the last commit"
+    );
+    assert_eq!(stats.evicted, 0);
+}
+
+#[test]
+fn stress_with_a_wedged_consumer_and_eviction_stays_safe() {
+    // Real clock, short grace: the wedged shape is evicted; everything else stays safe, and
+    // the watermark still reaches the end.
+    let commits = 30_000;
+    let (w, stats) = run(Run {
+        shapes: 8,
+        consumers: 2,
+        commits,
+        wedge: Some(Duration::from_millis(300)),
+        config: Config::default()
+            .grace(Duration::from_millis(20))
+            .challenge(Duration::from_millis(10))
+            .scan_interval(Duration::from_millis(1))
+            .stall_policy(StallPolicy::Evict),
+    });
+    assert_eq!(w, commits);
+    assert!(
+        stats.evicted >= 1,
+        "the wedged shape was evicted: {stats:?}"
+    );
+}

@@ -1,0 +1,507 @@
+//! The differential harness: random operation sequences run through the lock-free tracker and
+//! the sequential model (`flushwatch::model`), compared after every step.
+//!
+//! Shared by `tests/differential.rs` (proptest over random bytes + the saved fuzz corpus) and
+//! the cargo-fuzz target `fuzz/fuzz_targets/differential.rs`, so one decoder and one checker
+//! serve all three.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arbitrary::{Arbitrary, Unstructured};
+use flushwatch::model::{Model, ModelConfig, ModelId};
+use flushwatch::quanta::{self, Mock};
+use flushwatch::{Config, Event, FlushTracker, Offset, ScanReport, StallPolicy, Writer};
+
+/// Keys are small so that operations collide on them.
+pub const KEYS: u8 = 12;
+
+/// One configuration of a run.
+#[derive(Debug, Clone, Arbitrary)]
+pub struct RunConfig {
+    pub grace_ms: u8,
+    pub challenge_ms: u8,
+    pub report: bool,
+    pub lag_window: u8,
+    pub start_at: StartAt,
+}
+
+/// Interesting `start_at` values.
+#[derive(Debug, Clone, Copy, Arbitrary)]
+pub enum StartAt {
+    Zero,
+    Some(u16),
+    Max,
+}
+
+/// One operation. Decoded with weights (see the `Arbitrary` impl) so that random bytes reach
+/// stalls, evictions and lagging, not only errors.
+#[derive(Debug, Clone)]
+pub enum Op {
+    Register(u8),
+    /// `track(last_seen + step, writers named by index)`; step 0 is a regression, `zero` tries commit 0.
+    Track {
+        step: u8,
+        writers: Vec<u8>,
+        zero: bool,
+    },
+    /// `track_keys(last_seen + step, keys)`.
+    TrackKeys {
+        step: u8,
+        keys: Vec<u8>,
+    },
+    /// `flushed(sent - back)`, or `flushed(sent + back)` when `over`.
+    Flushed {
+        writer: u8,
+        back: u8,
+        over: bool,
+    },
+    /// `flushed_partial(sent - back)`.
+    FlushedPartial {
+        writer: u8,
+        back: u8,
+    },
+    Defer(u8),
+    Retire(u8),
+    Drop {
+        writer: u8,
+        panicking: bool,
+    },
+    Remove(u8),
+    /// Advance the mock clock by this many milliseconds (and a few nanoseconds, to hit the
+    /// exact boundaries).
+    Advance {
+        ms: u8,
+        nanos: u8,
+    },
+    Scan,
+}
+
+impl<'a> Arbitrary<'a> for Op {
+    fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
+        let small = |u: &mut Unstructured<'a>| -> arbitrary::Result<Vec<u8>> {
+            let n = u.int_in_range(0..=4)?;
+            (0..n).map(|_| u8::arbitrary(u)).collect()
+        };
+        Ok(match u.int_in_range(0..=99u8)? {
+            0..=7 => Op::Register(u8::arbitrary(u)?),
+            8..=27 => Op::Track {
+                step: u8::arbitrary(u)?,
+                writers: small(u)?,
+                zero: u.ratio(1, 40)?,
+            },
+            28..=32 => Op::TrackKeys {
+                step: u8::arbitrary(u)?,
+                keys: small(u)?,
+            },
+            33..=50 => Op::Flushed {
+                writer: u8::arbitrary(u)?,
+                back: u8::arbitrary(u)?,
+                over: u.ratio(1, 6)?,
+            },
+            51..=55 => Op::FlushedPartial {
+                writer: u8::arbitrary(u)?,
+                back: u8::arbitrary(u)?,
+            },
+            56..=59 => Op::Defer(u8::arbitrary(u)?),
+            60..=61 => Op::Retire(u8::arbitrary(u)?),
+            62..=64 => Op::Drop {
+                writer: u8::arbitrary(u)?,
+                panicking: bool::arbitrary(u)?,
+            },
+            65..=66 => Op::Remove(u8::arbitrary(u)?),
+            67..=82 => Op::Advance {
+                ms: u8::arbitrary(u)?,
+                nanos: u8::arbitrary(u)?,
+            },
+            _ => Op::Scan,
+        })
+    }
+}
+
+/// A decoded run.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub config: RunConfig,
+    pub ops: Vec<Op>,
+}
+
+impl Run {
+    /// Decodes a run from raw bytes (never fails: missing bytes decode as zeros).
+    pub fn decode(bytes: &[u8]) -> Run {
+        let mut u = Unstructured::new(bytes);
+        let config = RunConfig::arbitrary(&mut u).unwrap_or(RunConfig {
+            grace_ms: 0,
+            challenge_ms: 0,
+            report: false,
+            lag_window: 0,
+            start_at: StartAt::Zero,
+        });
+        let mut ops = Vec::new();
+        while !u.is_empty() && ops.len() < 400 {
+            match Op::arbitrary(&mut u) {
+                Ok(op) => ops.push(op),
+                Err(_) => break,
+            }
+        }
+        Run { config, ops }
+    }
+}
+
+struct Held {
+    writer: Writer<u8>,
+    id: ModelId,
+}
+
+/// The tracker and the model side by side.
+pub struct Harness {
+    pub tracker: FlushTracker<u8>,
+    pub model: Model<u8>,
+    mock: Arc<Mock>,
+    now: u64,
+    writers: Vec<Held>,
+    /// How many operations ran.
+    pub steps: usize,
+    /// Which rules the run reached.
+    pub coverage: Coverage,
+}
+
+/// Which rules a run (or many) reached: the harness's own test asserts that the fixed seeds
+/// reach all of them, so a decoder change cannot quietly make the differential test toothless.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Coverage {
+    pub advanced: usize,
+    pub suspected: usize,
+    pub evicted: usize,
+    pub stalled_reported: usize,
+    pub down_panicked: usize,
+    pub down_pending: usize,
+    pub lagging: usize,
+    pub skipped: usize,
+    pub track_errors: usize,
+    pub defer_answered: usize,
+}
+
+impl Coverage {
+    pub fn add(&mut self, o: &Coverage) {
+        self.advanced += o.advanced;
+        self.suspected += o.suspected;
+        self.evicted += o.evicted;
+        self.stalled_reported += o.stalled_reported;
+        self.down_panicked += o.down_panicked;
+        self.down_pending += o.down_pending;
+        self.lagging += o.lagging;
+        self.skipped += o.skipped;
+        self.track_errors += o.track_errors;
+        self.defer_answered += o.defer_answered;
+    }
+}
+
+const MS: u64 = 1_000_000;
+
+impl Harness {
+    pub fn new(c: &RunConfig) -> Harness {
+        let (clock, mock) = quanta::Clock::mock();
+        let grace = u64::from(c.grace_ms % 20) * MS;
+        let challenge = u64::from(c.challenge_ms % 10) * MS;
+        let policy = if c.report {
+            StallPolicy::Report
+        } else {
+            StallPolicy::Evict
+        };
+        let lag_window = u32::from(c.lag_window % 5);
+        let start_at = match c.start_at {
+            StartAt::Zero => 0,
+            StartAt::Some(v) => u64::from(v),
+            StartAt::Max => u64::MAX,
+        };
+        let tracker = FlushTracker::new(
+            Config::default()
+                .grace(Duration::from_nanos(grace))
+                .challenge(Duration::from_nanos(challenge))
+                .stall_policy(policy)
+                .lag_window(lag_window)
+                .start_at(start_at)
+                .event_capacity(1 << 16)
+                .clock(clock),
+        )
+        .expect("valid config");
+        let model = Model::new(ModelConfig {
+            grace,
+            challenge,
+            start_at,
+            policy,
+            lag_window,
+        });
+        Harness {
+            tracker,
+            model,
+            mock,
+            now: 0,
+            writers: Vec::new(),
+            steps: 0,
+            coverage: Coverage::default(),
+        }
+    }
+
+    /// Runs a whole decoded run, checking after every step.
+    pub fn run(run: &Run) -> Coverage {
+        quiet_panics();
+        let mut h = Harness::new(&run.config);
+        for op in &run.ops {
+            h.apply(op);
+            h.check(op);
+        }
+        h.coverage
+    }
+
+    fn pick(&self, i: u8) -> Option<usize> {
+        (!self.writers.is_empty()).then(|| usize::from(i) % self.writers.len())
+    }
+
+    /// The position a writer op aims at: relative to the shape's sent.
+    fn sent_of(&self, i: usize) -> Offset {
+        let key = *self.writers[i].writer.key();
+        match self.model.status(&key, self.now) {
+            Some(s) if self.model.id_of(&key) == Some(self.writers[i].id) => s.sent,
+            _ => self.model.last_seen(),
+        }
+    }
+
+    pub fn apply(&mut self, op: &Op) {
+        self.steps += 1;
+        let now = self.now;
+        match op {
+            Op::Register(k) => {
+                let key = k % KEYS;
+                let t = self.tracker.register(key);
+                let m = self.model.register(key, now);
+                match (t, m) {
+                    (Ok(writer), Ok(id)) => self.writers.push(Held { writer, id }),
+                    (Err(a), Err(b)) => assert_eq!(a, b, "register({key}) errors differ"),
+                    (t, m) => panic!("register({key}): tracker {t:?}, model {m:?}"),
+                }
+            }
+            Op::Track {
+                step,
+                writers,
+                zero,
+            } => {
+                let commit = if *zero {
+                    0
+                } else {
+                    // One step in sixteen is a regression (0).
+                    let step = if step % 16 == 0 { 0 } else { 1 + step % 4 };
+                    self.model.last_seen().saturating_add(u64::from(step))
+                };
+                let mut ids = Vec::new();
+                let mut mids = Vec::new();
+                for &w in writers.iter().take(8) {
+                    if let Some(i) = self.pick(w) {
+                        ids.push(self.writers[i].writer.id());
+                        mids.push(self.writers[i].id);
+                    }
+                }
+                let t = self.tracker.track(commit, &ids);
+                let m = self.model.track(commit, &mids, now);
+                assert_eq!(t, m, "track({commit}, {mids:?})");
+                self.count_track(&t);
+            }
+            Op::TrackKeys { step, keys } => {
+                let step = if step % 16 == 0 { 0 } else { 1 + step % 4 };
+                let commit = self.model.last_seen().saturating_add(u64::from(step));
+                let keys: Vec<u8> = keys.iter().take(8).map(|k| k % KEYS).collect();
+                let t = self.tracker.track_keys(commit, &keys);
+                let m = self.model.track_keys(commit, &keys, now);
+                assert_eq!(t, m, "track_keys({commit}, {keys:?})");
+                self.count_track(&t);
+            }
+            Op::Flushed { writer, back, over } => {
+                if let Some(i) = self.pick(*writer) {
+                    let sent = self.sent_of(i);
+                    let p = if *over {
+                        sent.saturating_add(u64::from(*back))
+                    } else {
+                        sent.saturating_sub(u64::from(*back % 8))
+                    };
+                    self.writers[i].writer.flushed(p);
+                    self.model.flushed(self.writers[i].id, p, now);
+                }
+            }
+            Op::FlushedPartial { writer, back } => {
+                if let Some(i) = self.pick(*writer) {
+                    let c = self.sent_of(i).saturating_sub(u64::from(*back % 4));
+                    self.writers[i].writer.flushed_partial(c);
+                    self.model.flushed_partial(self.writers[i].id, c, now);
+                }
+            }
+            Op::Defer(w) => {
+                if let Some(i) = self.pick(*w) {
+                    self.coverage.defer_answered +=
+                        usize::from(self.model.is_suspected(self.writers[i].id));
+                    self.writers[i].writer.defer();
+                    self.model.defer(self.writers[i].id, now);
+                }
+            }
+            Op::Retire(w) => {
+                if let Some(i) = self.pick(*w) {
+                    let held = self.writers.swap_remove(i);
+                    held.writer.retire();
+                    self.model.retire(held.id);
+                }
+            }
+            Op::Drop { writer, panicking } => {
+                if let Some(i) = self.pick(*writer) {
+                    let held = self.writers.swap_remove(i);
+                    if *panicking {
+                        let w = held.writer;
+                        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                            let _w = w;
+                            panic!("flushwatch-harness: simulated consumer panic");
+                        }));
+                        assert!(r.is_err());
+                    } else {
+                        drop(held.writer);
+                    }
+                    self.model.drop_writer(held.id, *panicking);
+                }
+            }
+            Op::Remove(k) => {
+                let key = k % KEYS;
+                assert_eq!(
+                    self.tracker.remove(&key),
+                    self.model.remove(&key),
+                    "remove({key})"
+                );
+            }
+            Op::Advance { ms, nanos } => {
+                let d = u64::from(ms % 8) * MS + u64::from(nanos % 3);
+                self.mock.increment(d);
+                self.now += d;
+            }
+            Op::Scan => {
+                let t = self.tracker.scan();
+                let m = self.model.scan(now);
+                self.compare_reports(&t, &m);
+            }
+        }
+    }
+
+    fn count_track(&mut self, t: &Result<flushwatch::Tracked, flushwatch::Error>) {
+        match t {
+            Ok(t) => self.coverage.skipped += t.skipped,
+            Err(_) => self.coverage.track_errors += 1,
+        }
+    }
+
+    fn compare_reports(&self, t: &ScanReport<u8>, m: &ScanReport<u8>) {
+        let set = |v: &Vec<u8>| v.iter().copied().collect::<BTreeSet<u8>>();
+        assert_eq!(t.watermark, m.watermark, "scan watermark");
+        assert_eq!(t.last_seen, m.last_seen, "scan last_seen");
+        assert_eq!(t.pending, m.pending, "scan pending");
+        assert_eq!(t.registered, m.registered, "scan registered");
+        assert_eq!(set(&t.suspected), set(&m.suspected), "newly suspected");
+        assert_eq!(set(&t.stalled), set(&m.stalled), "stalled");
+        assert_eq!(set(&t.lagging), set(&m.lagging), "lagging");
+        match &t.pinned_by {
+            None => assert!(
+                m.pinned_by.is_none(),
+                "pinned_by: model has {:?}",
+                m.pinned_by
+            ),
+            Some(k) => assert!(
+                self.model.pinned_candidates().contains(k),
+                "pinned_by {k} is not among {:?}",
+                self.model.pinned_candidates()
+            ),
+        }
+    }
+
+    /// Every observable agrees.
+    pub fn check(&mut self, op: &Op) {
+        assert_eq!(
+            self.tracker.watermark(),
+            self.model.watermark(),
+            "watermark after {op:?}"
+        );
+        assert!(
+            self.model.watermark() <= self.model.safe_bound().max(self.model.watermark()),
+            "model sanity"
+        );
+        assert_eq!(self.tracker.last_seen(), self.model.last_seen());
+        for key in 0..KEYS {
+            let t = self.tracker.status(&key);
+            let m = self.model.status(&key, self.now);
+            assert_eq!(t, m, "status({key}) after {op:?}");
+            assert_eq!(
+                self.tracker.id_of(&key).is_some(),
+                self.model.id_of(&key).is_some(),
+                "registered({key})"
+            );
+        }
+        for h in &self.writers {
+            assert_eq!(
+                h.writer.is_suspected(),
+                self.model.is_suspected(h.id),
+                "is_suspected({}) after {op:?}",
+                h.writer.key()
+            );
+            assert_eq!(
+                h.writer.is_evicted(),
+                self.model.is_evicted(h.id),
+                "is_evicted({}) after {op:?}",
+                h.writer.key()
+            );
+        }
+        let mut t_events: Vec<String> = self
+            .tracker
+            .events()
+            .try_iter()
+            .map(|e| format!("{e:?}"))
+            .collect();
+        let mut m_events: Vec<String> = self
+            .model
+            .take_events()
+            .into_iter()
+            .map(|e: Event<u8>| format!("{e:?}"))
+            .collect();
+        t_events.sort();
+        m_events.sort();
+        for e in &m_events {
+            let c = &mut self.coverage;
+            match e.split([' ', '{']).next().unwrap_or("") {
+                "Advanced" => c.advanced += 1,
+                "Suspected" => c.suspected += 1,
+                "Stalled" if e.contains("evicted: true") => c.evicted += 1,
+                "Stalled" => c.stalled_reported += 1,
+                "WriterDown" if e.contains("Panicked") => c.down_panicked += 1,
+                "WriterDown" => c.down_pending += 1,
+                "Lagging" => c.lagging += 1,
+                _ => {}
+            }
+        }
+        assert_eq!(t_events, m_events, "events after {op:?}");
+        assert_eq!(self.tracker.events_dropped(), 0);
+    }
+}
+
+/// Silences the harness's simulated panics (and only those) on stderr.
+pub fn quiet_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let msg = info
+                .payload()
+                .downcast_ref::<&str>()
+                .copied()
+                .unwrap_or_default();
+            if !msg.starts_with("flushwatch-harness") {
+                default(info);
+            }
+        }));
+    });
+}
