@@ -16,15 +16,21 @@ use crossbeam_utils::CachePadded;
 
 use crate::sync::{AtomicU64, Ordering};
 
+/// What the hot path reads, alone in its cache line: nothing written on every `track` or
+/// every lock acquisition may share it.
+struct Hot {
+    /// Whether the clock is a `quanta` mock: then `recent` reads it exactly. Never changes.
+    exact: bool,
+    /// The tick the last scan published. Written only by `publish` (once per scan), read by
+    /// the flush and track paths.
+    coarse: AtomicU64,
+}
+
 /// The tracker's time source.
 pub(crate) struct Ticker {
+    hot: CachePadded<Hot>,
     clock: quanta::Clock,
     epoch: quanta::Instant,
-    /// Whether `clock` is a `quanta` mock: then `recent` reads it exactly.
-    exact: bool,
-    /// The tick the last scan published. Written only by `publish` (the scanner), read by the
-    /// flush and track paths.
-    coarse: CachePadded<AtomicU64>,
 }
 
 impl Ticker {
@@ -32,10 +38,12 @@ impl Ticker {
         let exact = is_mock(&clock);
         let epoch = clock.now();
         Ticker {
+            hot: CachePadded::new(Hot {
+                exact,
+                coarse: AtomicU64::new(0),
+            }),
             clock,
             epoch,
-            exact,
-            coarse: CachePadded::new(AtomicU64::new(0)),
         }
     }
 
@@ -48,24 +56,24 @@ impl Ticker {
     /// The tick for the hot path: exact on a mock clock, else the last published one.
     #[inline]
     pub(crate) fn recent(&self) -> u64 {
-        if self.exact {
+        if self.hot.exact {
             self.now()
         } else {
             // Relaxed: a lone timestamp; nothing else is published through it.
-            self.coarse.load(Ordering::Relaxed)
+            self.hot.coarse.load(Ordering::Relaxed)
         }
     }
 
     /// Publishes `tick` for `recent` (the scanner calls it at the start of every scan).
     pub(crate) fn publish(&self, tick: u64) {
         // Relaxed: a lone timestamp; `fetch_max` keeps it monotone if scans ever race.
-        self.coarse.fetch_max(tick, Ordering::Relaxed);
+        self.hot.coarse.fetch_max(tick, Ordering::Relaxed);
     }
 
     /// Whether ticks are exact (mock clock).
     #[cfg(test)]
     pub(crate) fn is_exact(&self) -> bool {
-        self.exact
+        self.hot.exact
     }
 }
 

@@ -158,3 +158,8 @@ pub use tracker::{FlushTracker, Scanner, Writer};
 
 /// A position in the source log (for Postgres, an LSN as a `u64`).
 pub type Offset = u64;
+
+/// The README's code blocks, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -4,7 +4,7 @@
 //! - `registry` (a `DashMap<K, ShapeId>`) maps each registered key to its current id. No
 //!   guard of it is ever held across another map call, a lock, a callback or a channel send.
 //! - `producer` serialises `track` and slot (re)assignment. It is the only place a slot gets a
-//!   new generation, so a `track` that validated an id under it writes to that very shape.
+//!   new generation (the slot's `gen` word is only touched under it), so a `track` that validated an id under it writes to that very shape.
 //! - `pages` only grows; a page never moves or goes away while the tracker or a writer lives.
 //! - `free` holds slots whose writer is gone. Only a writer's drop pushes a slot (see
 //!   `slot.rs`, "Slot ownership"); only `register` pops one, under `producer`.
@@ -20,8 +20,8 @@ use crate::ShapeId;
 pub(crate) struct Producer {
     /// The highest commit tracked (the authoritative copy; `Shared::last_seen` publishes it).
     pub(crate) last_seen: u64,
-    /// Full 64-bit generation of every slot, bumped on each assignment.
-    pub(crate) gens: Vec<u64>,
+    /// Slots created so far (the next new index).
+    pub(crate) slots: usize,
     /// Scratch for counting distinct skipped ids without allocating in steady state.
     pub(crate) skipped: Vec<ShapeId>,
 }
@@ -52,19 +52,17 @@ impl<K> Slab<K> {
         let index = match reused {
             Some(i) => i as usize,
             None => {
-                let index = producer.gens.len();
-                producer.gens.push(0);
+                let index = producer.slots;
+                producer.slots += 1;
                 if index % PAGE == 0 {
                     write(&self.pages).push(Arc::new(Page::new()));
                 }
                 index
             }
         };
-        let gen = producer.gens[index].wrapping_add(1);
-        producer.gens[index] = gen;
         let page = self.page(index);
         *lock(&page.keys[index % PAGE]) = Some(key);
-        page.slots[index % PAGE].init(gen, now);
+        let gen = page.slots[index % PAGE].init(now);
         let index = u32::try_from(index).expect("more than 2^32 shapes registered at once");
         (ShapeId { index, gen }, page)
     }

@@ -33,10 +33,9 @@ pub struct ShapeId {
 /// let tracker = FlushTracker::<&str>::new(Config::default()).unwrap();
 /// let a = tracker.register("a").unwrap();
 /// let t = tracker.track(1, &[a.id(), a.id()]).unwrap();
-/// assert_eq!((t.tracked, t.skipped), (1, 0), "an id named twice counts once");
+/// assert_eq!(t, Tracked { tracked: 1, skipped: 0 }, "an id named twice counts once");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
 pub struct Tracked {
     /// Live shapes the commit was recorded for (each counted once).
     pub tracked: usize,

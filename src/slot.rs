@@ -124,6 +124,8 @@ pub(crate) struct Slot {
     pub(crate) reported: AtomicU64,
     pub(crate) tick: AtomicU64,
     pub(crate) rearm: AtomicU64,
+    /// The full 64-bit generation (the state word holds only its low 32 bits).
+    pub(crate) gen: AtomicU64,
 }
 
 impl Slot {
@@ -136,12 +138,16 @@ impl Slot {
             reported: AtomicU64::new(0),
             tick: AtomicU64::new(0),
             rearm: AtomicU64::new(0),
+            gen: AtomicU64::new(0),
         }
     }
 
-    /// Gives a free slot to a new shape of generation `gen` (producer lock held: nobody else
-    /// writes the slot now; the old writer is gone, stale ids fail the generation check).
-    pub(crate) fn init(&self, gen: u64, now: u64) {
+    /// Gives a free slot to a new shape (producer lock held: nobody else writes the slot now;
+    /// the old writer is gone, stale ids fail the generation check). Returns the generation.
+    pub(crate) fn init(&self, now: u64) -> u64 {
+        // Relaxed (both): `gen` is only accessed under the producer lock.
+        let gen = self.gen.load(Ordering::Relaxed).wrapping_add(1);
+        self.gen.store(gen, Ordering::Relaxed);
         // Relaxed (all five): published by the Release store of `state` below.
         self.sent.store(0, Ordering::Relaxed);
         self.floor.store(0, Ordering::Relaxed);
@@ -152,6 +158,7 @@ impl Slot {
         self.rearm.store(0, Ordering::Relaxed);
         // Release: pairs with the Acquire load of `state` that starts each slot visit of a scan.
         self.state.store(live_word(gen), Ordering::Release);
+        gen
     }
 
     /// The shape's flushed position and its sent position, as `(flushed, sent)`.

@@ -77,16 +77,13 @@ impl<K> Shared<K> {
     }
 
     /// The slot of `id` if the id names a live shape (producer lock held by the caller).
-    fn live_slot<'p>(
-        producer: &Producer,
-        pages: &'p [Arc<Page<K>>],
-        id: ShapeId,
-    ) -> Option<&'p Slot> {
+    fn live_slot<'p>(pages: &'p [Arc<Page<K>>], id: ShapeId) -> Option<&'p Slot> {
         let index = id.index as usize;
-        if producer.gens.get(index) != Some(&id.gen) {
+        let slot = pages.get(index / PAGE)?.slots.get(index % PAGE)?;
+        // Relaxed: `gen` is only written under the producer lock, which the caller holds.
+        if slot.gen.load(Ordering::Relaxed) != id.gen {
             return None;
         }
-        let slot = &pages[index / PAGE].slots[index % PAGE];
         // Relaxed: only the phase is used; a shape ending concurrently is a race the caller
         // tolerates (its stores land in a slot that no longer counts and is not reassigned
         // while the producer lock is held).
@@ -115,7 +112,7 @@ impl<K> Shared<K> {
         let mut tracked = 0;
         let mut now = None;
         for id in ids {
-            let Some(slot) = Self::live_slot(producer, &pages, id) else {
+            let Some(slot) = Self::live_slot(&pages, id) else {
                 producer.skipped.push(id);
                 continue;
             };
@@ -248,7 +245,7 @@ where
             registry: DashMap::new(),
             producer: Mutex::new(Producer {
                 last_seen: config.start_at,
-                gens: Vec::new(),
+                slots: 0,
                 skipped: Vec::new(),
             }),
             slab: Slab::new(),

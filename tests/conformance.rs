@@ -25,6 +25,43 @@ where
 
 const MS: Duration = Duration::from_millis(1);
 
+// --- the API's shape ----------------------------------------------------------------------------
+
+#[test]
+fn the_public_types_have_the_promised_traits() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    fn clone<T: Clone>() {}
+    fn id<T: Copy + Eq + std::hash::Hash + std::fmt::Debug>() {}
+    fn error<T: std::error::Error + Send + Sync + 'static>() {}
+    send_sync::<FlushTracker<String>>();
+    clone::<FlushTracker<String>>();
+    send::<Writer<String>>();
+    id::<flushwatch::ShapeId>();
+    error::<Error>();
+    send_sync::<flushwatch::Scanner>();
+    // Tracked is a plain value a test can build and compare.
+    let t = flushwatch::Tracked {
+        tracked: 1,
+        skipped: 0,
+    };
+    assert_eq!(t, flushwatch::Tracked::default().clone_with(1));
+    // The re-exports are the versions the crate uses.
+    let (_clock, _mock): (flushwatch::quanta::Clock, _) = flushwatch::quanta::Clock::mock();
+    let _rx: flushwatch::crossbeam_channel::Receiver<Event<u8>> =
+        FlushTracker::<u8>::new(Config::default()).unwrap().events();
+}
+
+trait CloneWith {
+    fn clone_with(self, tracked: usize) -> Self;
+}
+impl CloneWith for flushwatch::Tracked {
+    fn clone_with(mut self, tracked: usize) -> Self {
+        self.tracked = tracked;
+        self
+    }
+}
+
 // --- the bad-input table ----------------------------------------------------------------------
 
 #[test]
