@@ -1,1 +1,280 @@
-fn main() {}
+//! `scan()` with 1k, 100k and 1M registered shapes, all pending and 1% pending; plus, before
+//! criterion starts, the memory per registered shape and the allocation counts of the steady
+//! state, measured with a counting global allocator.
+//!
+//! Scan: every shape is tracked at commit 1; for "1% pending" 99 of every 100 shapes then flush
+//! to 1 (caught up). Throughput is `Elements(n)`: criterion's time per element is ns per
+//! registered shape. The grace is a day, so no shape is ever suspected or evicted while a scan
+//! is measured: this is the steady state, a scan that finds nothing to report. The baselines
+//! `mutex_hashmap` and `dashmap` compute their watermark by a scan too, and are measured beside
+//! it (all pending).
+//!
+//! The counting allocator costs one relaxed atomic add per allocation; `scan`, the only code
+//! timed here, allocates nothing in the steady state (checked below).
+//!
+//! Run: `cargo bench --bench scan`.
+
+mod baselines;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use baselines::{Dash, Design, Electric, MutexMap, Shape};
+use criterion::{BenchmarkId, Criterion, Throughput};
+use flushwatch::{Config, FlushTracker, ShapeId, Writer};
+
+/// Counts live bytes and allocation calls, then defers to the system allocator.
+struct Counting;
+
+static LIVE_BYTES: AtomicI64 = AtomicI64::new(0);
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so `System`'s
+// guarantees hold; the counters only observe.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // Relaxed: statistics, read after the measured code on the same thread; nothing is
+        // published through them.
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // Relaxed: as above.
+        LIVE_BYTES.fetch_add(layout.size() as i64, Ordering::Relaxed);
+        // SAFETY: forwarded as is; the caller upholds `alloc`'s contract.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // Relaxed: statistics only, as in `alloc`.
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // Relaxed: as above.
+        LIVE_BYTES.fetch_add(layout.size() as i64, Ordering::Relaxed);
+        // SAFETY: forwarded as is; the caller upholds `alloc_zeroed`'s contract.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // Relaxed: statistics only, as in `alloc`.
+        LIVE_BYTES.fetch_sub(layout.size() as i64, Ordering::Relaxed);
+        // SAFETY: forwarded as is; `ptr` came from this allocator, i.e. from `System`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // Relaxed: statistics only, as in `alloc`.
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // Relaxed: as above.
+        LIVE_BYTES.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
+        // SAFETY: forwarded as is; the caller upholds `realloc`'s contract.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn live_bytes() -> i64 {
+    // Relaxed: read on the thread that did the measured work.
+    LIVE_BYTES.load(Ordering::Relaxed)
+}
+
+fn allocations() -> u64 {
+    // Relaxed: read on the thread that did the measured work.
+    ALLOCATIONS.load(Ordering::Relaxed)
+}
+
+const SIZES: [usize; 3] = [1_000, 100_000, 1_000_000];
+const MEMORY_SHAPES: usize = 100_000;
+
+fn config() -> Config {
+    Config::default().grace(Duration::from_secs(24 * 3600))
+}
+
+/// A tracker with `n` shapes all tracked at commit 1, and every `1/pending_every`-th one left
+/// pending (the others flush to 1).
+fn flushwatch_table(
+    n: usize,
+    pending_every: usize,
+    config: Config,
+) -> (FlushTracker<u64>, Vec<Writer<u64>>) {
+    let tracker = FlushTracker::new(config).expect("valid config");
+    let writers: Vec<Writer<u64>> = (0..n as u64)
+        .map(|k| tracker.register(k).expect("fresh key"))
+        .collect();
+    let ids: Vec<ShapeId> = writers.iter().map(Writer::id).collect();
+    tracker.track(1, &ids).expect("first commit");
+    for (i, w) in writers.iter().enumerate() {
+        if i % pending_every != 0 {
+            w.flushed(1);
+        }
+    }
+    let report = tracker.scan();
+    assert_eq!(report.pending, n.div_ceil(pending_every));
+    assert_eq!(report.watermark, 0);
+    (tracker, writers)
+}
+
+fn per_shape(bytes: i64, n: usize) -> f64 {
+    bytes as f64 / n as f64
+}
+
+/// Heap bytes per registered shape (after `register`, then after one `track` of every shape),
+/// for `flushwatch` and the baselines, printed as `memory:` lines that `scripts/bench-summary`
+/// collects. Keys are `u64`: 8 bytes per copy of a key are included in these figures.
+fn report_memory() {
+    let n = MEMORY_SHAPES;
+    {
+        let keys: Vec<u64> = (0..n as u64).collect();
+        let mut writers: Vec<Writer<u64>> = Vec::with_capacity(n);
+        let mut ids: Vec<ShapeId> = Vec::with_capacity(n);
+        let before = live_bytes();
+        let tracker = FlushTracker::new(config()).expect("valid config");
+        let empty = live_bytes();
+        for &k in &keys {
+            writers.push(tracker.register(k).expect("fresh key"));
+        }
+        let registered = live_bytes();
+        ids.extend(writers.iter().map(Writer::id));
+        let ids_done = live_bytes();
+        tracker.track(1, &ids).expect("first commit");
+        let tracked = live_bytes();
+        black_box(tracker.scan());
+        let scanned = live_bytes();
+        println!(
+            "memory: flushwatch {n} shapes: registered {:.1} B/shape, after track {:.1} B/shape, \
+             after scan {:.1} B/shape (empty tracker {} B; Writer<u64> handle {} B inline, held by \
+             the consumer)",
+            per_shape(registered - empty, n),
+            per_shape(tracked - ids_done + registered - empty, n),
+            per_shape(scanned - ids_done + registered - empty, n),
+            empty - before,
+            std::mem::size_of::<Writer<u64>>(),
+        );
+        drop(writers);
+        drop(tracker);
+    }
+    memory_of::<Electric>(n);
+    memory_of::<MutexMap>(n);
+    memory_of::<Dash>(n);
+}
+
+fn memory_of<D: Design>(n: usize) {
+    let keys: Vec<Shape> = (0..n as u64).collect();
+    let before = live_bytes();
+    let d = D::create();
+    for &k in &keys {
+        d.register(k);
+    }
+    let registered = live_bytes();
+    d.track(1, &keys);
+    let tracked = live_bytes();
+    println!(
+        "memory: {} {n} shapes: registered {:.1} B/shape, after track {:.1} B/shape",
+        D::NAME,
+        per_shape(registered - before, n),
+        per_shape(tracked - before, n),
+    );
+}
+
+/// Allocation calls in the steady state of `flushed`, `track` and `scan`, printed as
+/// `allocations:` lines. The target is zero for `flushed` and `track`.
+fn report_allocations() {
+    const SHAPES: usize = 1_000;
+    let tracker = FlushTracker::new(config()).expect("valid config");
+    let writers: Vec<Writer<u64>> = (0..SHAPES as u64)
+        .map(|k| tracker.register(k).expect("fresh key"))
+        .collect();
+    let ids: Vec<ShapeId> = writers.iter().map(Writer::id).collect();
+    let ten_writers: Vec<&Writer<u64>> = writers.iter().step_by(100).collect();
+    let ten: Vec<ShapeId> = ten_writers.iter().map(|w| w.id()).collect();
+    let mut commit = 0;
+    fn steady(label: &str, calls: u64, f: &mut dyn FnMut()) {
+        for _ in 0..1_000 {
+            f(); // warm up: first-time growth is not the steady state
+        }
+        let before = allocations();
+        for _ in 0..calls {
+            f();
+        }
+        let n = allocations() - before;
+        println!("allocations: flushwatch {label}: {n} in {calls} calls");
+    }
+    steady("track (10 shapes, pending)", 100_000, &mut || {
+        commit += 1;
+        black_box(tracker.track(commit, &ten).expect("increasing commit"));
+    });
+    // Track everything once more, far ahead, so every report below is progress.
+    let big = u64::MAX / 2;
+    tracker.track(big, &ids).expect("increasing commit");
+    let mut pos = commit;
+    let mut i = 0;
+    steady(
+        "flushed (1k shapes, pending, progress)",
+        1_000_000,
+        &mut || {
+            pos += 1;
+            i = (i + 1) % SHAPES;
+            writers[i].flushed(pos);
+        },
+    );
+    let mut c2 = big;
+    steady(
+        "track (10 shapes, waking: flush + track)",
+        100_000,
+        &mut || {
+            for w in &ten_writers {
+                w.flushed(c2); // caught up: `c2` is what was sent last
+            }
+            c2 += 1;
+            black_box(tracker.track(c2, &ten).expect("increasing commit"));
+        },
+    );
+    steady("scan (1k shapes)", 10_000, &mut || {
+        black_box(tracker.scan());
+    });
+}
+
+fn bench_scan(c: &mut Criterion) {
+    let mut g = c.benchmark_group("scan");
+    g.sample_size(10);
+    for n in SIZES {
+        g.throughput(Throughput::Elements(n as u64));
+        let variants = [
+            ("flushwatch_all_pending", 1, config()),
+            ("flushwatch_1pct_pending", 100, config()),
+            // All pending without the lag classifier (`Event::Lagging`): what it costs a scan.
+            ("flushwatch_all_pending_nolag", 1, config().lag_window(0)),
+        ];
+        for (name, every, config) in variants {
+            let (tracker, writers) = flushwatch_table(n, every, config);
+            g.bench_function(BenchmarkId::new(name, n), |b| {
+                b.iter(|| black_box(tracker.scan()))
+            });
+            drop(writers);
+        }
+        baseline_scan::<MutexMap>(&mut g, n);
+        baseline_scan::<Dash>(&mut g, n);
+    }
+    g.finish();
+}
+
+fn baseline_scan<D: Design>(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    n: usize,
+) {
+    let d = D::create();
+    let keys: Vec<Shape> = (0..n as u64).collect();
+    for &k in &keys {
+        d.register(k);
+    }
+    d.track(1, &keys);
+    g.bench_function(BenchmarkId::new(D::NAME, n), |b| {
+        b.iter(|| black_box(d.watermark()))
+    });
+}
+
+fn main() {
+    baselines::self_check_all();
+    report_memory();
+    report_allocations();
+    let mut c = Criterion::default().configure_from_args();
+    bench_scan(&mut c);
+    c.final_summary();
+}

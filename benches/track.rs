@@ -1,1 +1,131 @@
-fn main() {}
+//! The producer path: `track` with 1, 10 and 1,000 affected shapes per commit.
+//!
+//! 10,000 shapes are registered; a commit names `k` of them spread evenly over the table (every
+//! `10_000 / k`-th), so consecutive shapes of a commit do not share cache lines. Throughput is
+//! `Elements(k)`: criterion's time per element is the cost per affected shape.
+//!
+//! - `flushwatch`: the steady state of a busy pipeline, every named shape already pending (its
+//!   consumers have not caught up), so `track` raises `sent` and nothing else.
+//! - `flushwatch_wake`: every named shape caught up before each commit, so `track` makes it
+//!   pending (raise to `c - 1`, fresh tick). Each iteration is `k` writer flushes (the consumers
+//!   catching up) plus the `track`: the figure includes one `flushed` per shape (~1-3 ns, see
+//!   `benches/flush.rs`).
+//! - baselines: the steady state, like `flushwatch`. The actor's timing is end to end (a round
+//!   trip closes each sample).
+//!
+//! Run: `cargo bench --bench track`.
+
+mod baselines;
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use baselines::{Actor, Dash, Design, Electric, MutexMap, Shape};
+use criterion::{measurement::WallTime, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
+use flushwatch::{Config, FlushTracker, ShapeId, Writer};
+
+const REGISTERED: usize = 10_000;
+const AFFECTED: [usize; 3] = [1, 10, 1_000];
+
+/// The `k` shapes of a commit: every `REGISTERED / k`-th index.
+fn spread(k: usize) -> impl Iterator<Item = usize> {
+    (0..k).map(move |i| i * (REGISTERED / k))
+}
+
+fn tracker() -> (FlushTracker<u64>, Vec<Writer<u64>>) {
+    // No scan runs in this bench; the long grace keeps the setup explicit all the same.
+    let config = Config::default().grace(Duration::from_secs(24 * 3600));
+    let tracker = FlushTracker::new(config).expect("valid config");
+    let writers = (0..REGISTERED as u64)
+        .map(|key| tracker.register(key).expect("fresh key"))
+        .collect();
+    (tracker, writers)
+}
+
+fn bench_flushwatch(g: &mut BenchmarkGroup<'_, WallTime>, k: usize) {
+    let (tracker, writers) = tracker();
+    let ids: Vec<ShapeId> = spread(k).map(|i| writers[i].id()).collect();
+    let mut commit = 0u64;
+    g.bench_function(BenchmarkId::new("flushwatch", k), |b| {
+        b.iter(|| {
+            commit += 1;
+            black_box(
+                tracker
+                    .track(commit, black_box(&ids))
+                    .expect("increasing commit"),
+            );
+        })
+    });
+    if commit > 0 {
+        let report = tracker.scan();
+        assert_eq!(report.pending, k, "the named shapes are pending");
+        assert_eq!(report.watermark, 0, "nobody flushed");
+    }
+}
+
+fn bench_flushwatch_wake(g: &mut BenchmarkGroup<'_, WallTime>, k: usize) {
+    let (tracker, writers) = tracker();
+    let mine: Vec<&Writer<u64>> = spread(k).map(|i| &writers[i]).collect();
+    let ids: Vec<ShapeId> = mine.iter().map(|w| w.id()).collect();
+    let mut commit = 0u64;
+    g.bench_function(BenchmarkId::new("flushwatch_wake", k), |b| {
+        b.iter(|| {
+            for w in &mine {
+                w.flushed(commit); // caught up: `commit` is what was sent last
+            }
+            commit += 1;
+            black_box(
+                tracker
+                    .track(commit, black_box(&ids))
+                    .expect("increasing commit"),
+            );
+        })
+    });
+    if commit > 0 {
+        let report = tracker.scan();
+        assert_eq!(report.pending, k, "the named shapes are pending again");
+        assert_eq!(report.watermark, commit - 1, "raised to c - 1");
+    }
+}
+
+fn bench_baseline<D: Design>(g: &mut BenchmarkGroup<'_, WallTime>, k: usize) {
+    let d = D::create();
+    for key in 0..REGISTERED as u64 {
+        d.register(key);
+    }
+    let shapes: Vec<Shape> = spread(k).map(|i| i as u64).collect();
+    let mut commit = 0u64;
+    g.bench_function(BenchmarkId::new(D::NAME, k), |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                commit += 1;
+                d.track(commit, black_box(&shapes));
+            }
+            black_box(d.watermark()); // the actor's round trip; a lock for the others
+            start.elapsed()
+        })
+    });
+    assert_eq!(d.watermark(), 0, "{}: nobody flushed", D::NAME);
+}
+
+fn bench_track(c: &mut Criterion) {
+    let mut g = c.benchmark_group("track");
+    for k in AFFECTED {
+        g.throughput(Throughput::Elements(k as u64));
+        bench_flushwatch(&mut g, k);
+        bench_flushwatch_wake(&mut g, k);
+        bench_baseline::<MutexMap>(&mut g, k);
+        bench_baseline::<Dash>(&mut g, k);
+        bench_baseline::<Electric>(&mut g, k);
+        bench_baseline::<Actor>(&mut g, k);
+    }
+    g.finish();
+}
+
+fn main() {
+    baselines::self_check_all();
+    let mut c = Criterion::default().configure_from_args();
+    bench_track(&mut c);
+    c.final_summary();
+}

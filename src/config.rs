@@ -4,6 +4,10 @@ use std::time::Duration;
 
 use crate::{ConfigError, Offset};
 
+/// The largest event queue: larger capacities are clamped to it (the queue is allocated
+/// up front).
+pub(crate) const MAX_EVENT_CAPACITY: usize = 1 << 20;
+
 /// What the scanner does with a shape that stays stuck through its challenge.
 ///
 /// ```
@@ -122,6 +126,8 @@ impl Config {
 
     /// Bound of the event queue. Must be greater than zero. When the queue is full the newest
     /// event is dropped and counted in [`FlushTracker::events_dropped`](crate::FlushTracker::events_dropped).
+    /// The queue is allocated up front, so capacities above 2^20 (1,048,576 events) are
+    /// clamped to it rather than failing or exhausting memory.
     pub fn event_capacity(mut self, capacity: usize) -> Self {
         self.event_capacity = capacity;
         self

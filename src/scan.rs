@@ -97,6 +97,9 @@ where
     // `last_seen` is visible in the slot loads below.
     let last_seen = shared.last_seen.load(Ordering::Acquire);
 
+    // The page list is refreshed *after* `last_seen`: every shape tracked at or before
+    // `last_seen` was registered before that `track`, so its page is in the list read here.
+    // (Refreshing first would let a shape registered and tracked in between pin nothing.)
     if st.pages.len() * PAGE < shared.slab.capacity() {
         let pages = read(&shared.slab.pages);
         let known = st.pages.len();
@@ -187,14 +190,17 @@ where
                         if cas(slot, sw, to) {
                             rec.suspected = false;
                             suspected = false;
-                            #[cfg(feature = "tracing")]
-                            st.log.stalled(&key, idle, flushed, sent, evict);
-                            on_stall(shared, &key, idle, flushed, sent, evict);
                             if evict {
+                                // Free the key before anyone hears of the stall.
                                 let (index, gen) = (p * PAGE + off, rec.gen);
                                 shared.registry.remove_if(&key, |_, id| {
                                     id.index as usize == index && id.gen as u32 == gen
                                 });
+                            }
+                            #[cfg(feature = "tracing")]
+                            st.log.stalled(&key, idle, flushed, sent, evict);
+                            on_stall(shared, &key, idle, flushed, sent, evict);
+                            if evict {
                                 *rec = Rec::default();
                                 report.stalled.push(key);
                                 continue;
@@ -372,7 +378,10 @@ where
     let mut next = Instant::now();
     while !stop.wait_until(next) {
         scan_catching(shared);
-        next += interval;
+        // An interval beyond `Instant`'s range means "never again until stopped".
+        next = next
+            .checked_add(interval)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(u64::from(u32::MAX)));
         let now = Instant::now();
         if next < now {
             let missed = (now - next).as_nanos() / interval.as_nanos();

@@ -77,7 +77,7 @@ impl<K> Shared<K> {
     }
 
     /// The slot of `id` if the id names a live shape (producer lock held by the caller).
-    fn live_slot<'p>(pages: &'p [Arc<Page<K>>], id: ShapeId) -> Option<&'p Slot> {
+    fn live_slot(pages: &[Arc<Page<K>>], id: ShapeId) -> Option<&Slot> {
         let index = id.index as usize;
         let slot = pages.get(index / PAGE)?.slots.get(index % PAGE)?;
         // Relaxed: `gen` is only written under the producer lock, which the caller holds.
@@ -231,7 +231,9 @@ where
     pub fn new(config: Config) -> Result<Self, Error> {
         config.validate().map_err(Error::InvalidConfig)?;
         let clock = config.clock.clone().unwrap_or_default();
-        let (events_tx, events_rx) = crossbeam_channel::bounded(config.event_capacity);
+        // The queue is allocated up front: cap it (documented on `Config::event_capacity`).
+        let capacity = config.event_capacity.min(crate::config::MAX_EVENT_CAPACITY);
+        let (events_tx, events_rx) = crossbeam_channel::bounded(capacity);
         let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         let shared = Shared {
             grace: nanos(config.grace),
@@ -835,6 +837,10 @@ impl<K> Drop for Writer<K> {
     fn drop(&mut self) {
         let panicking = std::thread::panicking();
         let slot = self.slot();
+        // The producer lock orders this end against `track`: a `track` that counted this shape
+        // ran before, so the positions below include its commit (and the drop reports the
+        // shape pending); one that runs after sees the slot free and skips the id.
+        let producer = lock(&self.shared.producer);
         let (flushed, sent) = slot.positions();
         let cause = if self.retired {
             None
@@ -848,6 +854,7 @@ impl<K> Drop for Writer<K> {
         // AcqRel: pairs with the scanner's and `remove`'s CASes: if the shape was still live,
         // this drop is what ends it; either way the slot is free from here on.
         let prev = slot.state.swap(slot::FREE, Ordering::AcqRel);
+        drop(producer); // before any map call or channel send
         let key = lock(&self.page.keys[self.off]).take();
         let shared = &self.shared;
         if slot::is_live(prev) {

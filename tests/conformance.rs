@@ -7,8 +7,9 @@ use std::time::Duration;
 use flushwatch::quanta::{Clock, Mock};
 use flushwatch::{Config, ConfigError, DownCause, Error, Event, FlushTracker, StallPolicy, Writer};
 
+/// A default tracker on a mock clock (deterministic, and runs under Miri).
 fn tracker() -> FlushTracker<&'static str> {
-    FlushTracker::new(Config::default()).unwrap()
+    FlushTracker::new(Config::default().clock(Clock::mock().0)).unwrap()
 }
 
 fn mocked(config: Config) -> (FlushTracker<&'static str>, Arc<Mock>) {
@@ -566,6 +567,42 @@ fn overdue_is_strictly_more_than_grace() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn a_stall_beyond_the_first_page_is_found_and_counted() {
+    // 200 shapes span several slot pages; the stuck one sits past the first.
+    let (clock, mock) = Clock::mock();
+    let t: FlushTracker<u32> = FlushTracker::new(
+        Config::default()
+            .grace(MS * 10)
+            .challenge(MS * 5)
+            .clock(clock),
+    )
+    .unwrap();
+    let writers: Vec<_> = (0..200u32).map(|k| t.register(k).unwrap()).collect();
+    let ids: Vec<_> = writers.iter().map(|w| w.id()).collect();
+    t.track(1, &ids).unwrap();
+    for w in &writers {
+        if *w.key() != 150 {
+            w.flushed(1);
+        }
+    }
+    mock.increment(MS * 11);
+    let r = t.scan();
+    assert_eq!(r.suspected, vec![150]);
+    assert_eq!(r.registered, 200);
+    assert_eq!(r.pinned_by, Some(150));
+    let s = t.stats();
+    assert_eq!((s.registered, s.pending, s.suspected), (200, 1, 1));
+    mock.increment(MS * 6);
+    let r = t.scan();
+    assert_eq!(r.stalled, vec![150]);
+    assert_eq!(r.watermark, 1);
+    assert!(writers[150].is_evicted());
+    assert!(!writers[149].is_evicted() && !writers[151].is_evicted());
+    let s = t.stats();
+    assert_eq!((s.pending, s.suspected, s.evicted), (0, 0, 1));
 }
 
 #[test]

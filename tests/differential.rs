@@ -10,27 +10,17 @@ mod support;
 
 use proptest::prelude::*;
 use support::ops::{Harness, Run};
+use support::seeds::seeded_bytes;
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    // 512 cases unless `PROPTEST_CASES` asks for more (a long run) or fewer (Miri).
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(512)
+    ))]
     #[test]
     fn proptest_matches_model(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
         Harness::run(&Run::decode(&bytes));
     }
-}
-
-/// A tiny deterministic generator for the fixed seeds (splitmix64).
-fn seeded_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed;
-    (0..len)
-        .map(|_| {
-            x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = x;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            (z ^ (z >> 31)) as u8
-        })
-        .collect()
 }
 
 #[test]

@@ -1,4 +1,128 @@
-//! Loom models of flushwatch's race windows live in `tests/`; this crate has no code of its own.
+//! Loom models of flushwatch's race windows live in `tests/`, one file per race; this library
+//! holds only what they share: a model runner with a per-model preemption bound, a tracker on a
+//! mock clock, and the safety bound computed from what each thread of a model did.
 //!
 //! Run them with `scripts/loom` (or `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom
-//! cargo test -p flushwatch-loom-tests --release`).
+//! cargo test -p flushwatch-loom-tests --release`). See `README.md` beside this crate.
+//!
+//! Without `--cfg loom` this crate is empty and its tests compile to nothing, so a plain
+//! `cargo test --workspace` stays fast.
+
+#![cfg_attr(not(loom), allow(unused))]
+
+#[cfg(loom)]
+pub use harness::*;
+
+#[cfg(loom)]
+mod harness {
+    use std::time::Duration;
+
+    use flushwatch::quanta::{self, Mock};
+    use flushwatch::{Config, Event, FlushTracker, Offset};
+    // quanta's mock handle is a std `Arc` (quanta knows nothing of loom).
+    use std::sync::Arc;
+
+    /// Runs `f` under every interleaving loom explores with at most `bound` preemptions
+    /// (`LOOM_MAX_PREEMPTIONS` overrides it, to explore deeper by hand).
+    pub fn explore<F>(bound: usize, f: F)
+    where
+        F: Fn() + Sync + Send + 'static,
+    {
+        let mut builder = loom::model::Builder::new();
+        if builder.preemption_bound.is_none() {
+            builder.preemption_bound = Some(bound);
+        }
+        // The scans visit every slot of a page and take several locks: give the branch
+        // budget room (the default of 1 000 is meant for single data structures).
+        builder.max_branches = builder.max_branches.max(10_000);
+        // A std counter (outside the model): how many executions loom explored, so a model
+        // that silently explores almost nothing shows up in the test output.
+        let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = runs.clone();
+        let started = std::time::Instant::now();
+        builder.check(move || {
+            // Relaxed: a statistic, read after `check` returns.
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            f();
+        });
+        eprintln!(
+            "loom: {} executions in {:.2?} (preemption bound {:?})",
+            // Relaxed: `check` has returned; every execution has finished.
+            runs.load(std::sync::atomic::Ordering::Relaxed),
+            started.elapsed(),
+            builder.preemption_bound,
+        );
+    }
+
+    /// One millisecond of mock time.
+    pub const MS: Duration = Duration::from_millis(1);
+
+    /// A small configuration for models: a mock clock, a small event queue (loom rebuilds the
+    /// tracker on every execution), no lagging classifier, and a scan interval so long that a
+    /// spawned scanner does exactly one scan and then waits for its stop (under loom a
+    /// `Condvar` timeout is not modelled, and real time never reaches the next grid point).
+    pub fn config() -> (Config, Arc<Mock>) {
+        let (clock, mock) = quanta::Clock::mock();
+        let config = Config::default()
+            .clock(clock)
+            .event_capacity(16)
+            .lag_window(0)
+            .scan_interval(Duration::from_secs(3600));
+        (config, mock)
+    }
+
+    /// A tracker on a mock clock with the defaults of [`config`] (grace 60 s, challenge 5 s:
+    /// nothing stalls unless the model moves the clock).
+    pub fn tracker() -> (FlushTracker<&'static str>, Arc<Mock>) {
+        let (config, mock) = config();
+        (FlushTracker::new(config).expect("valid config"), mock)
+    }
+
+    /// What a model knows of one shape when it checks the safety invariant.
+    #[derive(Debug, Clone, Copy)]
+    pub struct ShapeFacts<'a> {
+        /// Every commit tracked for the shape.
+        pub tracked: &'a [Offset],
+        /// The highest position the shape's consumer made durable (and reported) before the
+        /// check: every tracked commit `<=` it is durable.
+        pub durable: Offset,
+        /// Whether the shape still counts (not evicted, removed, retired or dropped) as far as
+        /// the checked scan is concerned.
+        pub live: bool,
+    }
+
+    /// The safety bound of SPEC.md: the largest `P` such that every commit `<= P` is durable
+    /// in every live shape it was tracked for (`u64::MAX` when nothing constrains it).
+    pub fn safe_bound(shapes: &[ShapeFacts<'_>]) -> Offset {
+        shapes
+            .iter()
+            .filter(|s| s.live)
+            .filter_map(|s| s.tracked.iter().copied().filter(|&c| c > s.durable).min())
+            .map(|c| c - 1)
+            .min()
+            .unwrap_or(Offset::MAX)
+    }
+
+    /// Asserts the safety invariant for a published `watermark` (context: the scan report)
+    /// and returns the bound it was checked against.
+    pub fn assert_safe(
+        watermark: Offset,
+        shapes: &[ShapeFacts<'_>],
+        context: &dyn std::fmt::Debug,
+    ) -> Offset {
+        let bound = safe_bound(shapes);
+        assert!(
+            watermark <= bound,
+            "unsafe: {watermark} > {bound}: {context:?}"
+        );
+        bound
+    }
+
+    /// Every event queued so far.
+    pub fn drain<K>(tracker: &FlushTracker<K>) -> Vec<Event<K>>
+    where
+        K: std::hash::Hash + Eq + Clone + std::fmt::Debug + Send + Sync + 'static,
+    {
+        tracker.events().try_iter().collect()
+    }
+}

@@ -1,0 +1,118 @@
+//! Race: `remove` against the shape's own `flushed` and against a `scan`.
+//!
+//! `a` was sent 3 and 5 and has made 2 durable; `b` is caught up at 3; `last_seen` is 5.
+//! Three threads: one removes `a`, one reports `a.flushed(3)`, one scans.
+//!
+//! Checked in every interleaving:
+//! - safety: while the scan saw `a` live, the watermark is at most 4 (commit 5 is never
+//!   durable in `a`); once `a` is gone it no longer counts;
+//! - removal counts at once: a scan that started after `remove` returned (a flag with
+//!   `Release`/`Acquire`) does not see `a` and publishes 5;
+//! - `remove` returns true, the writer is inert (`is_evicted()`), the key is free at once
+//!   (registering it again gives a new, caught-up shape), a late report from the removed
+//!   writer is ignored, and `track` skips the removed id;
+//! - nothing half done: exactly one of the scan seeing `a` and the scan not seeing it, and no
+//!   event for a removal.
+//!
+//! Bound: preemption bound 3 with three threads (about 2 000 executions). `remove` is one map
+//! removal and one CAS, `flushed` five steps; three preemptions let the scan and the report
+//! each run anywhere around the removing CAS and come back, which covers every order of the
+//! CAS, the report's stores and the scan's loads of the slot (loom explores every value each
+//! load may return regardless of the bound).
+#![cfg(loom)]
+
+use flushwatch::Event;
+use flushwatch_loom_tests::{assert_safe, drain, explore, tracker, ShapeFacts};
+use loom::sync::atomic::{AtomicBool, Ordering};
+use loom::sync::Arc;
+use loom::thread;
+
+#[test]
+fn remove_vs_flushed_and_scan() {
+    explore(3, || {
+        let (t, _mock) = tracker();
+        let a = t.register("a").unwrap();
+        let b = t.register("b").unwrap();
+        t.track(3, &[a.id(), b.id()]).unwrap();
+        t.track(5, &[a.id()]).unwrap(); // a: sent 5, flushed 2
+        b.flushed(3);
+        let a_id = a.id();
+
+        let removed = Arc::new(AtomicBool::new(false));
+        let remover = {
+            let t = t.clone();
+            let removed = removed.clone();
+            thread::spawn(move || {
+                assert!(t.remove(&"a"));
+                // Release: pairs with the scanner's Acquire load.
+                removed.store(true, Ordering::Release);
+            })
+        };
+        let writer = thread::spawn(move || {
+            a.flushed(3);
+            a
+        });
+        // Acquire: pairs with the remover's Release store.
+        let after_remove = removed.load(Ordering::Acquire);
+        let r = t.scan();
+        remover.join().unwrap();
+        let a = writer.join().unwrap();
+
+        let saw_a = r.registered == 2;
+        assert!(r.registered == 1 || saw_a, "{r:?}");
+        assert_safe(
+            r.watermark,
+            &[
+                ShapeFacts {
+                    tracked: &[3, 5],
+                    durable: 3,
+                    live: saw_a,
+                },
+                ShapeFacts {
+                    tracked: &[3],
+                    durable: 3,
+                    live: true,
+                },
+            ],
+            &r,
+        );
+        if after_remove {
+            assert!(
+                !saw_a,
+                "a removal that returned before the scan counts at once"
+            );
+        }
+        if saw_a {
+            assert!(r.watermark == 2 || r.watermark == 3, "{r:?}");
+            assert_eq!(r.pinned_by, Some("a"));
+        } else {
+            assert_eq!((r.watermark, r.pending), (5, 0), "{r:?}");
+        }
+
+        // Nothing half done.
+        assert!(a.is_evicted(), "the removed shape's writer is inert");
+        assert!(!a.is_suspected());
+        assert_eq!(t.id_of(&"a"), None);
+        assert!(!t.remove(&"a"), "removed once");
+        assert_eq!(t.scan().watermark, 5);
+        let again = t.register("a").expect("the key is free at once");
+        assert_ne!(again.id(), a_id);
+        a.flushed(5); // a late report from the removed writer
+        let s = t.status(&"a").unwrap();
+        assert_eq!((s.sent, s.flushed, s.pending), (0, 0, false));
+        let tr = t.track(6, &[a_id, again.id()]).unwrap();
+        assert_eq!(
+            (tr.tracked, tr.skipped),
+            (1, 1),
+            "the removed id is skipped"
+        );
+        assert_eq!(t.scan().watermark, 5, "the new shape is pending at 5");
+        assert!(
+            drain(&t)
+                .iter()
+                .all(|e| matches!(e, Event::Advanced { .. })),
+            "a removal is quiet"
+        );
+        drop((a, b));
+    });
+}
