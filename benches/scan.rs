@@ -7,7 +7,8 @@
 //! registered shape. The grace is a day, so no shape is ever suspected or evicted while a scan
 //! is measured: this is the steady state, a scan that finds nothing to report. The baselines
 //! `mutex_hashmap` and `dashmap` compute their watermark by a scan too, and are measured beside
-//! it (all pending).
+//! it (all pending), as is `floor`: the minimum over one 64-byte slot per shape and nothing
+//! else, the memory-bound floor of any design that keeps each shape in its own cache line.
 //!
 //! The counting allocator costs one relaxed atomic add per allocation; `scan`, the only code
 //! timed here, allocates nothing in the steady state (checked below).
@@ -21,7 +22,7 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use baselines::{Dash, Design, Electric, MutexMap, Shape};
+use baselines::{floor_scan, Dash, Design, Electric, FloorSlot, MutexMap, Shape};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use flushwatch::{Config, FlushTracker, ShapeId, Writer};
 
@@ -249,6 +250,12 @@ fn bench_scan(c: &mut Criterion) {
             });
             drop(writers);
         }
+        // The floor: one 64-byte slot per shape, min over the pending ones, nothing else.
+        let slots: Vec<FloorSlot> = (0..n).map(|_| FloorSlot::with_sent(1)).collect();
+        g.bench_function(BenchmarkId::new("floor", n), |b| {
+            b.iter(|| black_box(floor_scan(black_box(&slots), 1)))
+        });
+        drop(slots);
         baseline_scan::<MutexMap>(&mut g, n);
         baseline_scan::<Dash>(&mut g, n);
     }

@@ -17,13 +17,27 @@ use crate::sync::{lock, read, write, Arc, Mutex, RwLock};
 use crate::ShapeId;
 
 /// State only `track` and `register` touch, under the producer lock.
-pub(crate) struct Producer {
+pub(crate) struct Producer<K> {
     /// The highest commit tracked (the authoritative copy; `Shared::last_seen` publishes it).
     pub(crate) last_seen: u64,
     /// Slots created so far (the next new index).
     pub(crate) slots: usize,
     /// Scratch for counting distinct skipped ids without allocating in steady state.
     pub(crate) skipped: Vec<ShapeId>,
+    /// The producer's own copy of the page list (it is the only one that grows it), so that
+    /// `track` finds slots without touching the shared `pages` lock.
+    pub(crate) pages: Vec<Arc<Page<K>>>,
+}
+
+impl<K> Producer<K> {
+    pub(crate) fn new(last_seen: u64) -> Self {
+        Producer {
+            last_seen,
+            slots: 0,
+            skipped: Vec::new(),
+            pages: Vec::new(),
+        }
+    }
 }
 
 /// Slot storage: pages, plus the free list.
@@ -44,7 +58,7 @@ impl<K> Slab<K> {
     /// Returns its id and page; the slot is initialised and `LIVE`, with `key` stored.
     pub(crate) fn assign(
         &self,
-        producer: &mut Producer,
+        producer: &mut Producer<K>,
         key: K,
         now: u64,
     ) -> (ShapeId, Arc<Page<K>>) {
@@ -55,12 +69,14 @@ impl<K> Slab<K> {
                 let index = producer.slots;
                 producer.slots += 1;
                 if index % PAGE == 0 {
-                    write(&self.pages).push(Arc::new(Page::new()));
+                    let page = Arc::new(Page::new());
+                    producer.pages.push(page.clone());
+                    write(&self.pages).push(page);
                 }
                 index
             }
         };
-        let page = self.page(index);
+        let page = producer.pages[index / PAGE].clone();
         *lock(&page.keys[index % PAGE]) = Some(key);
         let gen = page.slots[index % PAGE].init(now);
         let index = u32::try_from(index).expect("more than 2^32 shapes registered at once");

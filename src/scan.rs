@@ -12,6 +12,7 @@
 //!   progress is applied. A CAS that wins makes the writer's later CAS fail: its report is
 //!   ignored and `is_evicted` is true. Never both.
 
+use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
@@ -20,34 +21,52 @@ use crate::sync::{lock, read, thread, Arc, Condvar, Mutex, Ordering};
 use crate::tracker::{status_of, Shared};
 use crate::{Event, ScanReport, StallPolicy};
 
-/// What the scanner remembers of one slot between scans.
+/// What the lag classifier remembers of one pending slot between scans: 32 bytes, touched
+/// only for slots that are pending (a caught-up or free slot costs the scan its own cache
+/// line and nothing else).
 #[derive(Clone, Copy, Default)]
 struct Rec {
-    /// Whether the record describes a live shape (`gen` is meaningful).
-    active: bool,
-    /// Whether this scanner suspected the shape and has not seen an answer.
-    suspected: bool,
-    /// Whether the shape is in a lagging episode (reported once).
-    lagging: bool,
     /// Low 32 bits of the generation this record describes.
     gen: u32,
-    /// Samples in the current run of non-decreasing lag.
-    lag_run: u32,
-    /// The state word after the CAS that suspected the shape.
-    snap_state: u64,
-    /// `reported` when the shape was suspected.
-    snap_reported: u64,
-    /// Tick of the scan that suspected the shape.
-    suspected_at: u64,
-    /// Lag at the previous sample, and lag and flushed position at the start of the run.
+    /// Low 32 bits of the number of the last scan that saw the shape pending: the run goes on
+    /// only if that was the previous scan (a scan that saw it caught up breaks it).
+    seen: u32,
+    /// Scans in the current run of non-decreasing lag.
+    run: u32,
+    /// `GREW`, `PROGRESSED`, `LAGGING`.
+    flags: u32,
+    /// Lag and flushed position at the previous sample.
     lag_prev: u64,
-    lag_first: u64,
-    flushed_first: u64,
+    flushed_prev: u64,
+}
+
+/// The lag grew during the run.
+const GREW: u32 = 1;
+/// The flushed position moved during the run.
+const PROGRESSED: u32 = 2;
+/// The run was reported as lagging (once per episode).
+const LAGGING: u32 = 4;
+
+/// A challenge in flight: what the scan that suspected a slot saw. Kept in a small side map
+/// (only suspected slots are in it), not in every slot's record.
+#[derive(Clone, Copy)]
+struct Snap {
+    /// The state word after the CAS that suspected the slot.
+    state: u64,
+    /// `reported` when the slot was suspected.
+    reported: u64,
+    /// Tick of the scan that suspected the slot.
+    at: u64,
+    /// Low 32 bits of the last scan that saw the challenge (stale entries are purged).
+    seen: u32,
 }
 
 /// The scanner's private state (behind the scan lock).
 pub(crate) struct ScanState<K> {
     recs: Vec<Rec>,
+    snaps: HashMap<usize, Snap>,
+    /// Scans started so far (wrapping); numbers the records.
+    epoch: u32,
     /// The pages this scanner knows; refreshed when the slab grew.
     pages: Vec<Arc<Page<K>>>,
     /// The published watermark (the authoritative copy).
@@ -60,6 +79,8 @@ impl<K> ScanState<K> {
     pub(crate) fn new(start_at: u64) -> Self {
         ScanState {
             recs: Vec::new(),
+            snaps: HashMap::new(),
+            epoch: 0,
             pages: Vec::new(),
             published: start_at,
             #[cfg(feature = "tracing")]
@@ -106,6 +127,8 @@ where
         st.pages.extend(pages[known..].iter().cloned());
     }
     st.recs.resize(st.pages.len() * PAGE, Rec::default());
+    st.epoch = st.epoch.wrapping_add(1);
+    let epoch = st.epoch;
 
     let mut report = ScanReport {
         watermark: 0,
@@ -119,26 +142,16 @@ where
     };
     let mut suspected_now = 0;
     let mut min = last_seen;
-    let mut holder: Option<(usize, usize, u64)> = None;
+    let mut holder: Option<(usize, u64)> = None;
 
     for (p, page) in st.pages.iter().enumerate() {
         for (off, slot) in page.slots.iter().enumerate() {
-            let rec = &mut st.recs[p * PAGE + off];
+            let index = p * PAGE + off;
             // Acquire: pairs with register's Release store (the slot's fields are initialised)
             // and with the CASes and swap of writers and `remove`.
             let sw = slot.state.load(Ordering::Acquire);
             if !slot::is_live(sw) {
-                if rec.active {
-                    *rec = Rec::default();
-                }
                 continue;
-            }
-            if !rec.active || rec.gen != slot::gen32(sw) {
-                *rec = Rec {
-                    active: true,
-                    gen: slot::gen32(sw),
-                    ..Rec::default()
-                };
             }
             report.registered += 1;
             // Acquire: pairs with track's Release store of `sent` (its `floor` comes with it).
@@ -153,9 +166,6 @@ where
                 if slot::is_suspected(sw) {
                     cas(slot, sw, slot::answered(sw));
                 }
-                rec.suspected = false;
-                rec.lagging = false;
-                rec.lag_run = 0;
                 continue;
             }
 
@@ -163,69 +173,74 @@ where
             let overdue = idle > shared.grace;
             let mut suspected = slot::is_suspected(sw);
             if suspected {
-                if !(rec.suspected && rec.snap_state == sw) {
-                    // Suspected by a scan whose record was lost (it panicked): restart the
-                    // challenge from now.
-                    rec.suspected = true;
-                    rec.snap_state = sw;
-                    rec.snap_reported = reported;
-                    rec.suspected_at = t;
-                } else if reported != rec.snap_reported {
-                    // Progress by a writer that read the state before it was suspected.
-                    if cas(slot, sw, slot::answered(sw)) {
-                        rec.suspected = false;
-                        suspected = false;
-                    }
-                } else if overdue && t.saturating_sub(rec.suspected_at) > shared.challenge {
-                    if let Some(key) = key_of(page, off) {
-                        let evict = shared.policy == StallPolicy::Evict;
-                        let to = if evict {
-                            slot::with_phase(sw, slot::EVICTED)
-                        } else {
-                            // Relaxed: read only by scans (under the scan lock) and `status`;
-                            // published to them by the CAS below.
-                            slot.rearm.store(t, Ordering::Relaxed);
-                            slot::answered(sw)
-                        };
-                        if cas(slot, sw, to) {
-                            rec.suspected = false;
-                            suspected = false;
-                            if evict {
-                                // Free the key before anyone hears of the stall.
-                                let (index, gen) = (p * PAGE + off, rec.gen);
-                                shared.registry.remove_if(&key, |_, id| {
-                                    id.index as usize == index && id.gen as u32 == gen
-                                });
+                match st.snaps.get_mut(&index) {
+                    Some(snap) if snap.state == sw => {
+                        snap.seen = epoch;
+                        if reported != snap.reported {
+                            // Progress by a writer that read the state before it was suspected.
+                            if cas(slot, sw, slot::answered(sw)) {
+                                suspected = false;
                             }
-                            #[cfg(feature = "tracing")]
-                            st.log.stalled(&key, idle, flushed, sent, evict);
-                            on_stall(shared, &key, idle, flushed, sent, evict);
-                            if evict {
-                                *rec = Rec::default();
-                                report.stalled.push(key);
-                                continue;
+                        } else if overdue && t.saturating_sub(snap.at) > shared.challenge {
+                            if let Some(key) = key_of(page, off) {
+                                let evict = shared.policy == StallPolicy::Evict;
+                                let to = if evict {
+                                    slot::with_phase(sw, slot::EVICTED)
+                                } else {
+                                    // Relaxed: read only by scans (under the scan lock) and
+                                    // `status`; published to them by the CAS below.
+                                    slot.rearm.store(t, Ordering::Relaxed);
+                                    slot::answered(sw)
+                                };
+                                if cas(slot, sw, to) {
+                                    suspected = false;
+                                    if evict {
+                                        // Free the key before anyone hears of the stall.
+                                        let gen = slot::gen32(sw);
+                                        shared.registry.remove_if(&key, |_, id| {
+                                            id.index as usize == index && id.gen as u32 == gen
+                                        });
+                                    }
+                                    #[cfg(feature = "tracing")]
+                                    st.log.stalled(&key, idle, flushed, sent, evict);
+                                    on_stall(shared, &key, idle, flushed, sent, evict);
+                                    report.stalled.push(key);
+                                    if evict {
+                                        continue;
+                                    }
+                                }
                             }
-                            report.stalled.push(key);
                         }
+                    }
+                    _ => {
+                        // Suspected by a scan whose record was lost (it panicked): restart
+                        // the challenge from now.
+                        let snap = Snap {
+                            state: sw,
+                            reported,
+                            at: t,
+                            seen: epoch,
+                        };
+                        st.snaps.insert(index, snap);
                     }
                 }
-            } else {
-                rec.suspected = false;
-                if overdue {
-                    if let Some(key) = key_of(page, off) {
-                        let to = sw | slot::SUSPECTED;
-                        if cas(slot, sw, to) {
-                            rec.suspected = true;
-                            rec.snap_state = to;
-                            rec.snap_reported = reported;
-                            rec.suspected_at = t;
-                            suspected = true;
-                            shared.emit(Event::Suspected {
-                                key: key.clone(),
-                                idle: Duration::from_nanos(idle),
-                            });
-                            report.suspected.push(key);
-                        }
+            } else if overdue {
+                if let Some(key) = key_of(page, off) {
+                    let to = sw | slot::SUSPECTED;
+                    if cas(slot, sw, to) {
+                        let snap = Snap {
+                            state: to,
+                            reported,
+                            at: t,
+                            seen: epoch,
+                        };
+                        st.snaps.insert(index, snap);
+                        suspected = true;
+                        shared.emit(Event::Suspected {
+                            key: key.clone(),
+                            idle: Duration::from_nanos(idle),
+                        });
+                        report.suspected.push(key);
                     }
                 }
             }
@@ -234,26 +249,39 @@ where
             suspected_now += usize::from(suspected);
             if flushed < min || holder.is_none() {
                 min = min.min(flushed);
-                holder = Some((p, off, sw));
+                holder = Some((index, sw));
             }
             if shared.lag_window > 0 {
                 let lag = last_seen.saturating_sub(flushed);
-                if rec.lag_run == 0 || lag < rec.lag_prev {
-                    rec.lag_run = 1;
-                    rec.lag_first = lag;
-                    rec.flushed_first = flushed;
-                    rec.lagging = false;
+                let rec = &mut st.recs[index];
+                let gen = slot::gen32(sw);
+                if rec.gen == gen
+                    && rec.seen == epoch.wrapping_sub(1)
+                    && rec.run > 0
+                    && lag >= rec.lag_prev
+                {
+                    rec.run = rec.run.saturating_add(1);
+                    if lag > rec.lag_prev {
+                        rec.flags |= GREW;
+                    }
+                    if flushed > rec.flushed_prev {
+                        rec.flags |= PROGRESSED;
+                    }
                 } else {
-                    rec.lag_run = rec.lag_run.saturating_add(1);
+                    *rec = Rec {
+                        gen,
+                        run: 1,
+                        ..Rec::default()
+                    };
                 }
+                rec.seen = epoch;
                 rec.lag_prev = lag;
-                if !rec.lagging
-                    && rec.lag_run > shared.lag_window
-                    && lag > rec.lag_first
-                    && flushed > rec.flushed_first
+                rec.flushed_prev = flushed;
+                if rec.flags & (GREW | PROGRESSED | LAGGING) == GREW | PROGRESSED
+                    && rec.run > shared.lag_window
                 {
                     if let Some(key) = key_of(page, off) {
-                        rec.lagging = true;
+                        rec.flags |= LAGGING;
                         shared.emit(Event::Lagging {
                             key: key.clone(),
                             lag,
@@ -264,6 +292,10 @@ where
             }
         }
     }
+    if !st.snaps.is_empty() {
+        // Challenges not seen in this scan were answered (or their shape ended).
+        st.snaps.retain(|_, snap| snap.seen == epoch);
+    }
 
     if min > st.published {
         st.published = min;
@@ -273,8 +305,8 @@ where
     }
     report.watermark = st.published;
 
-    let pinned = holder.and_then(|(p, off, sw)| {
-        let page = &st.pages[p];
+    let pinned = holder.and_then(|(index, sw)| {
+        let (page, off) = (&st.pages[index / PAGE], index % PAGE);
         let key = key_of(page, off)?;
         Some(status_of(&page.slots[off], key, sw, t, last_seen))
     });

@@ -12,7 +12,7 @@ use crate::clock::Ticker;
 use crate::registry::{Producer, Slab};
 use crate::scan::{ScanState, StopSignal};
 use crate::slot::{self, Page, Slot, PAGE};
-use crate::sync::{lock, read, Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
+use crate::sync::{lock, Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
 use crate::{
     Config, DownCause, Error, Event, Offset, ShapeId, ShapeStatus, StallPolicy, Stats, Tracked,
 };
@@ -45,7 +45,7 @@ pub(crate) struct Shared<K> {
     /// The published watermark. Written only by `scan` (scan lock held).
     pub(crate) watermark: CachePadded<AtomicU64>,
     pub(crate) registry: DashMap<K, ShapeId>,
-    pub(crate) producer: Mutex<Producer>,
+    pub(crate) producer: Mutex<Producer<K>>,
     pub(crate) slab: Slab<K>,
     pub(crate) scan: Mutex<ScanState<K>>,
     pub(crate) pinned: Mutex<Option<ShapeStatus<K>>>,
@@ -106,13 +106,13 @@ impl<K> Shared<K> {
                 got: commit,
             });
         }
-        let pages = read(&self.slab.pages);
         let producer = &mut *producer;
+        let pages = &producer.pages;
         producer.skipped.clear();
         let mut tracked = 0;
         let mut now = None;
         for id in ids {
-            let Some(slot) = Self::live_slot(&pages, id) else {
+            let Some(slot) = Self::live_slot(pages, id) else {
                 producer.skipped.push(id);
                 continue;
             };
@@ -245,11 +245,7 @@ where
             last_seen: CachePadded::new(AtomicU64::new(config.start_at)),
             watermark: CachePadded::new(AtomicU64::new(config.start_at)),
             registry: DashMap::new(),
-            producer: Mutex::new(Producer {
-                last_seen: config.start_at,
-                slots: 0,
-                skipped: Vec::new(),
-            }),
+            producer: Mutex::new(Producer::new(config.start_at)),
             slab: Slab::new(),
             scan: Mutex::new(ScanState::new(config.start_at)),
             pinned: Mutex::new(None),
@@ -308,8 +304,7 @@ where
         let writer = Writer {
             shared: shared.clone(),
             page,
-            off: id.index as usize % PAGE,
-            id,
+            index: id.index,
             key,
             retired: true,
         };
@@ -678,10 +673,13 @@ impl Drop for Scanner {
 /// assert_eq!(tracker.scan().watermark, 1);
 /// ```
 pub struct Writer<K> {
+    // Kept small (32 bytes for a `u64` key): a consumer holding thousands of writers touches
+    // one dense array of them plus one slot line per flush. The slot's address is the page
+    // pointer plus an offset, with no further load; the id's generation lives in the slot.
     shared: Arc<Shared<K>>,
     page: Arc<Page<K>>,
-    off: usize,
-    id: ShapeId,
+    /// The slot's index (the id's index).
+    index: u32,
     key: K,
     /// Set by `retire` (and by `register`'s rollback): the drop ends the shape quietly.
     retired: bool,
@@ -691,7 +689,7 @@ impl<K: fmt::Debug> fmt::Debug for Writer<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Writer")
             .field("key", &self.key)
-            .field("id", &self.id)
+            .field("id", &self.id())
             .finish_non_exhaustive()
     }
 }
@@ -699,12 +697,17 @@ impl<K: fmt::Debug> fmt::Debug for Writer<K> {
 impl<K> Writer<K> {
     #[inline(always)]
     fn slot(&self) -> &Slot {
-        &self.page.slots[self.off & (PAGE - 1)]
+        &self.page.slots[self.index as usize & (PAGE - 1)]
     }
 
     /// The shape's id, for [`FlushTracker::track`].
     pub fn id(&self) -> ShapeId {
-        self.id
+        ShapeId {
+            index: self.index,
+            // Relaxed: written under the producer lock when the slot was assigned to this
+            // writer, before the writer existed; it does not change while the writer lives.
+            gen: self.slot().gen.load(Ordering::Relaxed),
+        }
     }
 
     /// The shape's key.
@@ -855,16 +858,27 @@ impl<K> Drop for Writer<K> {
         // this drop is what ends it; either way the slot is free from here on.
         let prev = slot.state.swap(slot::FREE, Ordering::AcqRel);
         drop(producer); // before any map call or channel send
-        let key = lock(&self.page.keys[self.off]).take();
+        let key = lock(&self.page.keys[self.index as usize & (PAGE - 1)]).take();
         let shared = &self.shared;
         if slot::is_live(prev) {
-            (shared.unregister)(&shared.registry, &self.key, self.id);
+            (shared.unregister)(&shared.registry, &self.key, self.id());
             if let (Some(cause), Some(key)) = (cause, key) {
                 // Relaxed: a statistic.
                 shared.counters.writers_down.fetch_add(1, Ordering::Relaxed);
                 shared.emit(Event::WriterDown { key, cause });
             }
         }
-        shared.slab.release(self.id.index);
+        shared.slab.release(self.index);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_writer_is_small() {
+        // The flush path of a consumer with many shapes walks an array of writers.
+        assert_eq!(std::mem::size_of::<Writer<u64>>(), 32);
     }
 }

@@ -437,6 +437,22 @@ impl FloorSlot {
     }
 }
 
+/// The floor of any scan over per-shape cache lines: the minimum flushed position over the
+/// pending slots (two `Acquire` loads from each slot's line, a compare, a min), with none of
+/// the stall machine, the registration check or the lag classifier.
+pub fn floor_scan(slots: &[FloorSlot], last_seen: u64) -> u64 {
+    slots.iter().fold(last_seen, |min, s| {
+        // Acquire: pairs with a producer's Release store of `sent`.
+        let sent = s.sent.load(Ordering::Acquire);
+        let flushed = s.position();
+        if flushed < sent {
+            min.min(flushed)
+        } else {
+            min
+        }
+    })
+}
+
 // ---------------------------------------------------------------------------------------------
 // The reference model and a self check, run by every bench before it measures anything.
 
