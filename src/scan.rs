@@ -141,12 +141,25 @@ where
         registered: 0,
     };
     let mut suspected_now = 0;
-    let mut min = last_seen;
-    let mut holder: Option<(usize, u64)> = None;
+    // The lowest flushed position of a pending shape, and where: the first pending shape
+    // wins ties (every flushed position of a pending shape is below `u64::MAX`).
+    let mut lowest = u64::MAX;
+    let (mut holder, mut holder_sw) = (usize::MAX, 0);
 
-    for (p, page) in st.pages.iter().enumerate() {
-        for (off, slot) in page.slots.iter().enumerate() {
-            let index = p * PAGE + off;
+    // Loop invariants in locals: the `Acquire` loads below would otherwise make the compiler
+    // reload them for every slot.
+    let (grace, lag_window) = (shared.grace, shared.lag_window);
+    let prev_epoch = epoch.wrapping_sub(1);
+    let ScanState {
+        recs,
+        snaps,
+        pages,
+        #[cfg(feature = "tracing")]
+        log,
+        ..
+    } = st;
+    for (p, (page, recs)) in pages.iter().zip(recs.chunks_exact_mut(PAGE)).enumerate() {
+        for (off, (slot, rec)) in page.slots.iter().zip(recs).enumerate() {
             // Acquire: pairs with register's Release store (the slot's fields are initialised)
             // and with the CASes and swap of writers and `remove`.
             let sw = slot.state.load(Ordering::Acquire);
@@ -170,116 +183,52 @@ where
             }
 
             let idle = t.saturating_sub(slot.progress_tick());
-            let overdue = idle > shared.grace;
             let mut suspected = slot::is_suspected(sw);
-            if suspected {
-                match st.snaps.get_mut(&index) {
-                    Some(snap) if snap.state == sw => {
-                        snap.seen = epoch;
-                        if reported != snap.reported {
-                            // Progress by a writer that read the state before it was suspected.
-                            if cas(slot, sw, slot::answered(sw)) {
-                                suspected = false;
-                            }
-                        } else if overdue && t.saturating_sub(snap.at) > shared.challenge {
-                            if let Some(key) = key_of(page, off) {
-                                let evict = shared.policy == StallPolicy::Evict;
-                                let to = if evict {
-                                    slot::with_phase(sw, slot::EVICTED)
-                                } else {
-                                    // Relaxed: read only by scans (under the scan lock) and
-                                    // `status`; published to them by the CAS below.
-                                    slot.rearm.store(t, Ordering::Relaxed);
-                                    slot::answered(sw)
-                                };
-                                if cas(slot, sw, to) {
-                                    suspected = false;
-                                    if evict {
-                                        // Free the key before anyone hears of the stall.
-                                        let gen = slot::gen32(sw);
-                                        shared.registry.remove_if(&key, |_, id| {
-                                            id.index as usize == index && id.gen as u32 == gen
-                                        });
-                                    }
-                                    #[cfg(feature = "tracing")]
-                                    st.log.stalled(&key, idle, flushed, sent, evict);
-                                    on_stall(shared, &key, idle, flushed, sent, evict);
-                                    report.stalled.push(key);
-                                    if evict {
-                                        continue;
-                                    }
-                                }
-                            }
-                        }
-                    }
-                    _ => {
-                        // Suspected by a scan whose record was lost (it panicked): restart
-                        // the challenge from now.
-                        let snap = Snap {
-                            state: sw,
-                            reported,
-                            at: t,
-                            seen: epoch,
-                        };
-                        st.snaps.insert(index, snap);
-                    }
-                }
-            } else if overdue {
-                if let Some(key) = key_of(page, off) {
-                    let to = sw | slot::SUSPECTED;
-                    if cas(slot, sw, to) {
-                        let snap = Snap {
-                            state: to,
-                            reported,
-                            at: t,
-                            seen: epoch,
-                        };
-                        st.snaps.insert(index, snap);
-                        suspected = true;
-                        shared.emit(Event::Suspected {
-                            key: key.clone(),
-                            idle: Duration::from_nanos(idle),
-                        });
-                        report.suspected.push(key);
-                    }
+            if suspected || idle > grace {
+                let seen = Seen {
+                    index: p * PAGE + off,
+                    sw,
+                    reported,
+                    flushed,
+                    sent,
+                    idle,
+                };
+                let mut cx = Ctx {
+                    shared,
+                    snaps: &mut *snaps,
+                    #[cfg(feature = "tracing")]
+                    log: &mut *log,
+                    t,
+                    epoch,
+                };
+                match attend(&mut cx, page, seen, &mut report) {
+                    Attended::Evicted => continue,
+                    Attended::Pending { suspected: s } => suspected = s,
                 }
             }
 
             report.pending += 1;
             suspected_now += usize::from(suspected);
-            if flushed < min || holder.is_none() {
-                min = min.min(flushed);
-                holder = Some((index, sw));
+            if flushed < lowest {
+                lowest = flushed;
+                (holder, holder_sw) = (p * PAGE + off, sw);
             }
-            if shared.lag_window > 0 {
+            if lag_window > 0 {
                 let lag = last_seen.saturating_sub(flushed);
-                let rec = &mut st.recs[index];
                 let gen = slot::gen32(sw);
-                if rec.gen == gen
-                    && rec.seen == epoch.wrapping_sub(1)
-                    && rec.run > 0
-                    && lag >= rec.lag_prev
-                {
+                if rec.gen == gen && rec.seen == prev_epoch && rec.run > 0 && lag >= rec.lag_prev {
                     rec.run = rec.run.saturating_add(1);
-                    if lag > rec.lag_prev {
-                        rec.flags |= GREW;
-                    }
-                    if flushed > rec.flushed_prev {
-                        rec.flags |= PROGRESSED;
-                    }
+                    rec.flags |= (GREW * u32::from(lag > rec.lag_prev))
+                        | (PROGRESSED * u32::from(flushed > rec.flushed_prev));
                 } else {
-                    *rec = Rec {
-                        gen,
-                        run: 1,
-                        ..Rec::default()
-                    };
+                    rec.gen = gen;
+                    rec.run = 1;
+                    rec.flags = 0;
                 }
                 rec.seen = epoch;
                 rec.lag_prev = lag;
                 rec.flushed_prev = flushed;
-                if rec.flags & (GREW | PROGRESSED | LAGGING) == GREW | PROGRESSED
-                    && rec.run > shared.lag_window
-                {
+                if rec.flags == GREW | PROGRESSED && rec.run > lag_window {
                     if let Some(key) = key_of(page, off) {
                         rec.flags |= LAGGING;
                         shared.emit(Event::Lagging {
@@ -297,6 +246,7 @@ where
         st.snaps.retain(|_, snap| snap.seen == epoch);
     }
 
+    let min = last_seen.min(lowest);
     if min > st.published {
         st.published = min;
         // Release: pairs with `watermark()`'s Acquire load.
@@ -305,10 +255,18 @@ where
     }
     report.watermark = st.published;
 
-    let pinned = holder.and_then(|(index, sw)| {
+    let pinned = (holder != usize::MAX).then_some(holder).and_then(|index| {
         let (page, off) = (&st.pages[index / PAGE], index % PAGE);
+        let slot = &page.slots[off];
+        // The shape counted in this scan's watermark, so it is named even if it ended since,
+        // as long as the key read is still its own: a dropped writer's slot is FREE (no
+        // generation) before its key is taken, and a new shape's key is stored before its
+        // state, so seeing the holder's generation after the key read proves the key.
         let key = key_of(page, off)?;
-        Some(status_of(&page.slots[off], key, sw, t, last_seen))
+        // Acquire: pairs with the drop's swap and register's store of `state`.
+        let now = slot.state.load(Ordering::Acquire);
+        (slot::gen32(now) == slot::gen32(holder_sw))
+            .then(|| status_of(slot, key, holder_sw, t, last_seen))
     });
     report.pinned_by = pinned.as_ref().map(|s| s.key.clone());
     *lock(&shared.pinned) = pinned;
@@ -321,6 +279,135 @@ where
     let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
     c.last_scan_nanos.store(nanos, Ordering::Relaxed);
     report
+}
+
+/// What the scan read from a pending slot that needs the stall machine.
+struct Seen {
+    index: usize,
+    sw: u64,
+    reported: u64,
+    flushed: u64,
+    sent: u64,
+    idle: u64,
+}
+
+/// What the stall machine needs besides the slot.
+struct Ctx<'a, K> {
+    shared: &'a Shared<K>,
+    snaps: &'a mut HashMap<usize, Snap>,
+    #[cfg(feature = "tracing")]
+    log: &'a mut crate::log::Limiter,
+    t: u64,
+    epoch: u32,
+}
+
+/// The outcome of [`attend`].
+enum Attended {
+    /// Stalled and evicted in this scan: the slot no longer counts.
+    Evicted,
+    /// Still pending (and counting), suspected or not.
+    Pending { suspected: bool },
+}
+
+/// The stall machine for one pending slot that is suspected or overdue. Out of line and cold:
+/// a healthy slot never gets here, and the scan's main loop stays small.
+#[cold]
+#[inline(never)]
+fn attend<K>(
+    cx: &mut Ctx<'_, K>,
+    page: &Page<K>,
+    seen: Seen,
+    report: &mut ScanReport<K>,
+) -> Attended
+where
+    K: Hash + Eq + Clone + std::fmt::Debug + Send + Sync + 'static,
+{
+    let Seen {
+        index,
+        sw,
+        reported,
+        flushed,
+        sent,
+        idle,
+    } = seen;
+    let (shared, t, epoch) = (cx.shared, cx.t, cx.epoch);
+    let off = index % PAGE;
+    let slot = &page.slots[off];
+    let overdue = idle > shared.grace;
+    let mut suspected = slot::is_suspected(sw);
+    if suspected {
+        match cx.snaps.get_mut(&index) {
+            Some(snap) if snap.state == sw => {
+                snap.seen = epoch;
+                if reported != snap.reported {
+                    // Progress by a writer that read the state before it was suspected.
+                    if cas(slot, sw, slot::answered(sw)) {
+                        suspected = false;
+                    }
+                } else if overdue && t.saturating_sub(snap.at) > shared.challenge {
+                    if let Some(key) = key_of(page, off) {
+                        let evict = shared.policy == StallPolicy::Evict;
+                        let to = if evict {
+                            slot::with_phase(sw, slot::EVICTED)
+                        } else {
+                            // Relaxed: read only by scans (under the scan lock) and `status`;
+                            // published to them by the CAS below.
+                            slot.rearm.store(t, Ordering::Relaxed);
+                            slot::answered(sw)
+                        };
+                        if cas(slot, sw, to) {
+                            suspected = false;
+                            if evict {
+                                // Free the key before anyone hears of the stall.
+                                let gen = slot::gen32(sw);
+                                shared.registry.remove_if(&key, |_, id| {
+                                    id.index as usize == index && id.gen as u32 == gen
+                                });
+                            }
+                            #[cfg(feature = "tracing")]
+                            cx.log.stalled(&key, idle, flushed, sent, evict);
+                            on_stall(shared, &key, idle, flushed, sent, evict);
+                            report.stalled.push(key);
+                            if evict {
+                                return Attended::Evicted;
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {
+                // Suspected by a scan whose record was lost (it panicked): restart the
+                // challenge from now.
+                let snap = Snap {
+                    state: sw,
+                    reported,
+                    at: t,
+                    seen: epoch,
+                };
+                cx.snaps.insert(index, snap);
+            }
+        }
+    } else if overdue {
+        if let Some(key) = key_of(page, off) {
+            let to = sw | slot::SUSPECTED;
+            if cas(slot, sw, to) {
+                let snap = Snap {
+                    state: to,
+                    reported,
+                    at: t,
+                    seen: epoch,
+                };
+                cx.snaps.insert(index, snap);
+                suspected = true;
+                shared.emit(Event::Suspected {
+                    key: key.clone(),
+                    idle: Duration::from_nanos(idle),
+                });
+                report.suspected.push(key);
+            }
+        }
+    }
+    Attended::Pending { suspected }
 }
 
 /// Counts a stall and emits its event.

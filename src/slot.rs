@@ -2,7 +2,7 @@
 //!
 //! # Ground rules
 //!
-//! A slot is seven `AtomicU64` in one 64-byte, 64-byte-aligned block, so no two shapes share a
+//! A slot is eight `AtomicU64` in one 64-byte, 64-byte-aligned block, so no two shapes share a
 //! cache line. Every field has exactly one writer at a time, except `state`, which only ever
 //! changes by compare-and-swap or swap:
 //!
@@ -15,6 +15,7 @@
 //! | `reported` | the shape's `Writer` | each report that is progress | scanner, producer |
 //! | `tick` | the shape's `Writer` | with each progress and each `defer` | scanner |
 //! | `rearm` | scanner | when a stall fires under `StallPolicy::Report` | scanner, `status` |
+//! | `gen` | register (under the producer lock) | when the slot is given to a new shape | `track` (id check, under the lock), the slot's `Writer` (`id()`) |
 //!
 //! The shape's flushed position is `max(reported, floor)`: the writer and the producer never
 //! write the same word, so neither can lose the other's update. Its progress tick is
@@ -145,7 +146,8 @@ impl Slot {
     /// Gives a free slot to a new shape (producer lock held: nobody else writes the slot now;
     /// the old writer is gone, stale ids fail the generation check). Returns the generation.
     pub(crate) fn init(&self, now: u64) -> u64 {
-        // Relaxed (both): `gen` is only accessed under the producer lock.
+        // Relaxed (both): `gen` is only written under the producer lock; the slot's next
+        // writer, which reads it in `id()`, is created after this and handed over by the caller.
         let gen = self.gen.load(Ordering::Relaxed).wrapping_add(1);
         self.gen.store(gen, Ordering::Relaxed);
         // Relaxed (all five): published by the Release store of `state` below.
