@@ -334,6 +334,13 @@ where
     let off = index % PAGE;
     let slot = &page.slots[off];
     let overdue = idle > shared.grace;
+    // A challenge that starts now, from state word `state`.
+    let challenge = |state| Snap {
+        state,
+        reported,
+        at: t,
+        seen: epoch,
+    };
     let mut suspected = slot::is_suspected(sw);
     if suspected {
         match cx.snaps.get_mut(&index) {
@@ -378,26 +385,14 @@ where
             _ => {
                 // Suspected by a scan whose record was lost (it panicked): restart the
                 // challenge from now.
-                let snap = Snap {
-                    state: sw,
-                    reported,
-                    at: t,
-                    seen: epoch,
-                };
-                cx.snaps.insert(index, snap);
+                cx.snaps.insert(index, challenge(sw));
             }
         }
     } else if overdue {
         if let Some(key) = key_of(page, off) {
             let to = sw | slot::SUSPECTED;
             if cas(slot, sw, to) {
-                let snap = Snap {
-                    state: to,
-                    reported,
-                    at: t,
-                    seen: epoch,
-                };
-                cx.snaps.insert(index, snap);
+                cx.snaps.insert(index, challenge(to));
                 suspected = true;
                 shared.emit(Event::Suspected {
                     key: key.clone(),
