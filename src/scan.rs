@@ -26,18 +26,23 @@ use crate::{Event, ScanReport, StallPolicy};
 /// line and nothing else).
 #[derive(Clone, Copy, Default)]
 struct Rec {
-    /// Low 32 bits of the generation this record describes.
-    gen: u32,
-    /// Low 32 bits of the number of the last scan that saw the shape pending: the run goes on
-    /// only if that was the previous scan (a scan that saw it caught up breaks it).
-    seen: u32,
+    /// `stamp(generation, scan)` of the last scan that saw the shape pending: the run goes on
+    /// only if that was the previous scan and the same shape (a scan that saw it caught up,
+    /// or a new shape in the slot, breaks it). Zero: never seen.
+    stamp: u64,
+    /// Lag and flushed position at the previous sample.
+    lag_prev: u64,
+    flushed_prev: u64,
     /// Scans in the current run of non-decreasing lag.
     run: u32,
     /// `GREW`, `PROGRESSED`, `LAGGING`.
     flags: u32,
-    /// Lag and flushed position at the previous sample.
-    lag_prev: u64,
-    flushed_prev: u64,
+}
+
+/// A record stamp: the low 32 bits of a shape's generation and of a scan number.
+#[inline]
+fn stamp(gen: u32, epoch: u32) -> u64 {
+    (u64::from(gen) << 32) | u64::from(epoch)
 }
 
 /// The lag grew during the run.
@@ -216,16 +221,15 @@ where
             if lag_window > 0 {
                 let lag = last_seen.saturating_sub(flushed);
                 let gen = slot::gen32(sw);
-                if rec.gen == gen && rec.seen == prev_epoch && rec.run > 0 && lag >= rec.lag_prev {
+                if rec.stamp == stamp(gen, prev_epoch) && lag >= rec.lag_prev {
                     rec.run = rec.run.saturating_add(1);
                     rec.flags |= (GREW * u32::from(lag > rec.lag_prev))
                         | (PROGRESSED * u32::from(flushed > rec.flushed_prev));
                 } else {
-                    rec.gen = gen;
                     rec.run = 1;
                     rec.flags = 0;
                 }
-                rec.seen = epoch;
+                rec.stamp = stamp(gen, epoch);
                 rec.lag_prev = lag;
                 rec.flushed_prev = flushed;
                 if rec.flags == GREW | PROGRESSED && rec.run > lag_window {
