@@ -41,6 +41,13 @@ pub enum Error {
 }
 
 /// Why a [`Config`](crate::Config) was rejected.
+///
+/// ```
+/// use flushwatch::{Config, ConfigError, Error, FlushTracker};
+/// use std::time::Duration;
+/// let err = FlushTracker::<u8>::new(Config::default().scan_interval(Duration::ZERO)).unwrap_err();
+/// assert_eq!(err, Error::InvalidConfig(ConfigError::ZeroScanInterval));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ConfigError {

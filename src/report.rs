@@ -45,6 +45,19 @@ pub struct Tracked {
 }
 
 /// Why a writer went down without ending its shape deliberately.
+///
+/// ```
+/// use flushwatch::{Config, DownCause, Event, FlushTracker};
+/// let tracker = FlushTracker::new(Config::default()).unwrap();
+/// let w = tracker.register("orders").unwrap();
+/// tracker.track(7, &[w.id()]).unwrap();
+/// drop(w); // a consumer that returned early with `?` while commit 7 was not durable
+/// assert_eq!(
+///     tracker.events().try_recv().unwrap(),
+///     Event::WriterDown { key: "orders", cause: DownCause::DroppedPending }
+/// );
+/// assert_eq!(tracker.scan().watermark, 7, "the shape no longer pins the watermark");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DownCause {
@@ -60,6 +73,46 @@ pub enum DownCause {
 /// Events go through one bounded queue ([`Config::event_capacity`](crate::Config::event_capacity));
 /// all receivers from [`FlushTracker::events`](crate::FlushTracker::events) share it, so each
 /// event reaches one receiver. When the queue is full the newest event is dropped and counted.
+/// Sending never blocks the scanner or a writer.
+///
+/// A stuck writer is suspected once it has been idle (pending, no progress) for more than
+/// `grace`, and stalled once a further `challenge` passes without an answer: with the background
+/// scanner, no later than `grace + challenge + 2 * scan_interval` (plus one scan) after its last
+/// progress.
+///
+/// ```
+/// use std::time::Duration;
+/// use flushwatch::quanta::Clock;
+/// use flushwatch::{Config, Event, FlushTracker};
+///
+/// let (clock, mock) = Clock::mock();
+/// let tracker = FlushTracker::new(
+///     Config::default()
+///         .grace(Duration::from_secs(10))
+///         .challenge(Duration::from_secs(2))
+///         .clock(clock),
+/// )
+/// .unwrap();
+/// let stuck = tracker.register("orders").unwrap();
+/// tracker.track(5, &[stuck.id()]).unwrap();
+///
+/// mock.increment(Duration::from_secs(11));
+/// tracker.scan(); // idle 11 s > grace: challenged
+/// mock.increment(Duration::from_secs(3));
+/// tracker.scan(); // no answer for 3 s > challenge: stalled and evicted
+///
+/// let events: Vec<_> = tracker.events().try_iter().collect();
+/// assert!(matches!(
+///     events.as_slice(),
+///     [
+///         Event::Suspected { key: "orders", .. },
+///         Event::Advanced { watermark: 4 }, // commit 5 pending: durable up to 4
+///         Event::Stalled { key: "orders", evicted: true, .. },
+///         Event::Advanced { watermark: 5 }, // evicted: it no longer pins the watermark
+///     ]
+/// ));
+/// assert!(stuck.is_evicted());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event<K> {
@@ -116,6 +169,17 @@ pub enum Event<K> {
 }
 
 /// The result of one [`FlushTracker::scan`](crate::FlushTracker::scan).
+///
+/// ```
+/// use flushwatch::{Config, FlushTracker};
+/// let tracker = FlushTracker::new(Config::default()).unwrap();
+/// let (a, b) = (tracker.register("a").unwrap(), tracker.register("b").unwrap());
+/// tracker.track(3, &[a.id(), b.id()]).unwrap();
+/// a.flushed(3);
+/// let r = tracker.scan();
+/// assert_eq!((r.watermark, r.last_seen, r.pending, r.registered), (2, 3, 1, 2));
+/// assert_eq!(r.pinned_by, Some("b"), "b holds the watermark at 2");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ScanReport<K> {
@@ -137,7 +201,19 @@ pub struct ScanReport<K> {
     pub registered: usize,
 }
 
-/// One shape's state, for operators.
+/// One shape's state, for operators ([`FlushTracker::status`](crate::FlushTracker::status),
+/// [`FlushTracker::pinned_by`](crate::FlushTracker::pinned_by)).
+///
+/// ```
+/// use flushwatch::{Config, FlushTracker};
+/// let tracker = FlushTracker::new(Config::default()).unwrap();
+/// let w = tracker.register("orders").unwrap();
+/// tracker.track(4, &[w.id()]).unwrap();
+/// tracker.track(9, &[w.id()]).unwrap();
+/// w.flushed(4);
+/// let s = tracker.status(&"orders").unwrap();
+/// assert_eq!((s.sent, s.flushed, s.pending, s.lag), (9, 4, true, 5));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ShapeStatus<K> {
@@ -158,6 +234,16 @@ pub struct ShapeStatus<K> {
 }
 
 /// A cheap snapshot of the tracker's counters ([`FlushTracker::stats`](crate::FlushTracker::stats)).
+///
+/// ```
+/// use flushwatch::{Config, FlushTracker};
+/// let tracker = FlushTracker::new(Config::default()).unwrap();
+/// let w = tracker.register("orders").unwrap();
+/// tracker.track(1, &[w.id()]).unwrap();
+/// tracker.scan();
+/// let s = tracker.stats();
+/// assert_eq!((s.registered, s.pending, s.scans, s.last_seen, s.watermark), (1, 1, 1, 1, 0));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct Stats {
