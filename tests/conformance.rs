@@ -603,6 +603,17 @@ fn a_stall_beyond_the_first_page_is_found_and_counted() {
     assert!(!writers[149].is_evicted() && !writers[151].is_evicted());
     let s = t.stats();
     assert_eq!((s.pending, s.suspected, s.evicted), (0, 0, 1));
+    assert_eq!(t.id_of(&150), None, "the evicted key is free");
+    assert_eq!(t.id_of(&149), Some(writers[149].id()));
+    let again = t.register(150).expect("registered again at once");
+    t.track(2, &[again.id()]).unwrap();
+    assert_eq!(t.scan().pinned_by, Some(150));
+    let s = t.stats();
+    assert_eq!(
+        (s.pending, s.suspected, s.evicted),
+        (1, 0, 1),
+        "only the new shape"
+    );
 }
 
 #[test]
