@@ -22,7 +22,9 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use baselines::{floor_scan, Dash, Design, Electric, FloorSlot, MutexMap, Shape};
+use baselines::{
+    floor_scan, flushwatch_tracked, Dash, Design, Electric, FloorSlot, MutexMap, Shape,
+};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use flushwatch::{Config, FlushTracker, ShapeId, Writer};
 
@@ -84,6 +86,7 @@ fn allocations() -> u64 {
 const SIZES: [usize; 3] = [1_000, 100_000, 1_000_000];
 const MEMORY_SHAPES: usize = 100_000;
 
+/// No shape is ever overdue while a scan is timed.
 fn config() -> Config {
     Config::default().grace(Duration::from_secs(24 * 3600))
 }
@@ -95,12 +98,7 @@ fn flushwatch_table(
     pending_every: usize,
     config: Config,
 ) -> (FlushTracker<u64>, Vec<Writer<u64>>) {
-    let tracker = FlushTracker::new(config).expect("valid config");
-    let writers: Vec<Writer<u64>> = (0..n as u64)
-        .map(|k| tracker.register(k).expect("fresh key"))
-        .collect();
-    let ids: Vec<ShapeId> = writers.iter().map(Writer::id).collect();
-    tracker.track(1, &ids).expect("first commit");
+    let (tracker, writers) = flushwatch_tracked(n, config);
     for (i, w) in writers.iter().enumerate() {
         if i % pending_every != 0 {
             w.flushed(1);

@@ -188,8 +188,9 @@ where
             }
 
             let idle = t.saturating_sub(slot.progress_tick());
+            let overdue = idle > grace;
             let mut suspected = slot::is_suspected(sw);
-            if suspected || idle > grace {
+            if suspected || overdue {
                 let seen = Seen {
                     index: p * PAGE + off,
                     sw,
@@ -197,6 +198,7 @@ where
                     flushed,
                     sent,
                     idle,
+                    overdue,
                 };
                 let mut cx = Ctx {
                     shared,
@@ -293,6 +295,8 @@ struct Seen {
     flushed: u64,
     sent: u64,
     idle: u64,
+    /// `idle > grace`.
+    overdue: bool,
 }
 
 /// What the stall machine needs besides the slot.
@@ -333,11 +337,11 @@ where
         flushed,
         sent,
         idle,
+        overdue,
     } = seen;
     let (shared, t, epoch) = (cx.shared, cx.t, cx.epoch);
     let off = index % PAGE;
     let slot = &page.slots[off];
-    let overdue = idle > shared.grace;
     // A challenge that starts now, from state word `state`.
     let challenge = |state| Snap {
         state,

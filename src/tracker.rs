@@ -695,9 +695,15 @@ impl<K: fmt::Debug> fmt::Debug for Writer<K> {
 }
 
 impl<K> Writer<K> {
+    /// The slot's offset in its page.
+    #[inline(always)]
+    fn off(&self) -> usize {
+        self.index as usize & (PAGE - 1)
+    }
+
     #[inline(always)]
     fn slot(&self) -> &Slot {
-        &self.page.slots[self.index as usize & (PAGE - 1)]
+        &self.page.slots[self.off()]
     }
 
     /// The shape's id, for [`FlushTracker::track`].
@@ -858,7 +864,7 @@ impl<K> Drop for Writer<K> {
         // this drop is what ends it; either way the slot is free from here on.
         let prev = slot.state.swap(slot::FREE, Ordering::AcqRel);
         drop(producer); // before any map call or channel send
-        let key = lock(&self.page.keys[self.index as usize & (PAGE - 1)]).take();
+        let key = lock(&self.page.keys[self.off()]).take();
         let shared = &self.shared;
         if slot::is_live(prev) {
             (shared.unregister)(&shared.registry, &self.key, self.id());

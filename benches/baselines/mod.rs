@@ -112,9 +112,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub const BIG: u64 = u64::MAX / 2;
 
 /// The `flushwatch` setup every bench shares: `n` shapes (keys `0..n`) registered and tracked
-/// at commit 1 and then at [`BIG`], so that all are pending and any report below `BIG` is
-/// progress. The grace is far beyond any run, so a scan never suspects anyone.
-pub fn flushwatch_pending(n: usize, config: Config) -> (FlushTracker<u64>, Vec<Writer<u64>>) {
+/// at commit 1 (pending, flushed 0). The grace is far beyond any run, so a scan never suspects
+/// anyone.
+pub fn flushwatch_tracked(n: usize, config: Config) -> (FlushTracker<u64>, Vec<Writer<u64>>) {
     let config = config.grace(std::time::Duration::from_secs(24 * 3600));
     let tracker = FlushTracker::new(config).expect("valid config");
     let writers: Vec<Writer<u64>> = (0..n as u64)
@@ -122,6 +122,14 @@ pub fn flushwatch_pending(n: usize, config: Config) -> (FlushTracker<u64>, Vec<W
         .collect();
     let ids: Vec<ShapeId> = writers.iter().map(Writer::id).collect();
     tracker.track(1, &ids).expect("first commit");
+    (tracker, writers)
+}
+
+/// [`flushwatch_tracked`], then every shape tracked again at [`BIG`]: all stay pending and any
+/// report below `BIG` is progress.
+pub fn flushwatch_pending(n: usize, config: Config) -> (FlushTracker<u64>, Vec<Writer<u64>>) {
+    let (tracker, writers) = flushwatch_tracked(n, config);
+    let ids: Vec<ShapeId> = writers.iter().map(Writer::id).collect();
     tracker.track(BIG, &ids).expect("increasing commit");
     (tracker, writers)
 }

@@ -18,7 +18,7 @@ mod harness {
     use std::time::Duration;
 
     use flushwatch::quanta::{self, Mock};
-    use flushwatch::{Config, Event, FlushTracker, Offset};
+    use flushwatch::{Config, Event, FlushTracker, Offset, Writer};
     // quanta's mock handle is a std `Arc` (quanta knows nothing of loom).
     use std::sync::Arc;
 
@@ -116,6 +116,45 @@ mod harness {
             "unsafe: {watermark} > {bound}: {context:?}"
         );
         bound
+    }
+
+    /// The fixture of the models that end or stall a shape: `a` tracked at 3 and 5 (pending,
+    /// flushed 2), `b` tracked at 3 and caught up. Check it with [`assert_safe_ab`].
+    pub fn a_pending_b_caught_up(
+        t: &FlushTracker<&'static str>,
+    ) -> (Writer<&'static str>, Writer<&'static str>) {
+        let a = t.register("a").unwrap();
+        let b = t.register("b").unwrap();
+        t.track(3, &[a.id(), b.id()]).unwrap();
+        t.track(5, &[a.id()]).unwrap();
+        b.flushed(3);
+        (a, b)
+    }
+
+    /// [`assert_safe`] for the [`a_pending_b_caught_up`] fixture: `a` made `a_durable`
+    /// durable and counts if `a_live`; `b` is durable at 3 and counts.
+    pub fn assert_safe_ab(
+        watermark: Offset,
+        a_durable: Offset,
+        a_live: bool,
+        context: &dyn std::fmt::Debug,
+    ) -> Offset {
+        assert_safe(
+            watermark,
+            &[
+                ShapeFacts {
+                    tracked: &[3, 5],
+                    durable: a_durable,
+                    live: a_live,
+                },
+                ShapeFacts {
+                    tracked: &[3],
+                    durable: 3,
+                    live: true,
+                },
+            ],
+            context,
+        )
     }
 
     /// Every event queued so far.
