@@ -34,8 +34,9 @@ pub(crate) struct Ticker {
 }
 
 impl Ticker {
-    pub(crate) fn new(clock: quanta::Clock) -> Self {
-        let exact = is_mock(&clock);
+    /// `coarse`: treat even a mock clock as coarse (a test hook, see `Config::coarse_ticks`).
+    pub(crate) fn new(clock: quanta::Clock, coarse: bool) -> Self {
+        let exact = is_mock(&clock) && !coarse;
         let epoch = clock.now();
         Ticker {
             hot: CachePadded::new(Hot {
@@ -71,7 +72,7 @@ impl Ticker {
     }
 
     /// Whether ticks are exact (mock clock).
-    #[cfg(test)]
+    #[inline]
     pub(crate) fn is_exact(&self) -> bool {
         self.hot.exact
     }
@@ -102,7 +103,7 @@ mod tests {
     fn mock_ticks_are_exact_and_saturate_before_the_epoch() {
         let (clock, mock) = quanta::Clock::mock();
         mock.increment(Duration::from_secs(5));
-        let t = Ticker::new(clock);
+        let t = Ticker::new(clock, false);
         assert_eq!(t.now(), 0);
         mock.increment(Duration::from_nanos(7));
         assert_eq!(t.now(), 7);
@@ -113,7 +114,7 @@ mod tests {
 
     #[test]
     fn real_clock_recent_is_the_published_tick() {
-        let t = Ticker::new(quanta::Clock::new());
+        let t = Ticker::new(quanta::Clock::new(), false);
         assert!(!t.is_exact());
         assert_eq!(t.recent(), 0);
         t.publish(42);

@@ -6,8 +6,6 @@ use crate::{ConfigError, Offset};
 
 /// The largest event queue: larger capacities are clamped to it (the queue is allocated
 /// up front).
-pub(crate) const MAX_EVENT_CAPACITY: usize = 1 << 20;
-
 /// What the scanner does with a shape that stays stuck through its challenge.
 ///
 /// ```
@@ -38,12 +36,13 @@ pub enum StallPolicy {
 /// | [`scan_interval`](Config::scan_interval) | 100 ms | period of the background scanner; also the tick resolution |
 /// | [`start_at`](Config::start_at) | 0 | initial `last_seen` and published watermark |
 /// | [`stall_policy`](Config::stall_policy) | `Evict` | what a stall does |
-/// | [`event_capacity`](Config::event_capacity) | 4096 | bound of the event queue; when full the newest event is dropped and counted |
+/// | [`event_capacity`](Config::event_capacity) | 4096 | queue length at which new informational events are dropped and counted (action events are always queued) |
 /// | [`lag_window`](Config::lag_window) | 50 scans | window of the lagging classifier; 0 turns it off |
 /// | [`clock`](Config::clock) | `quanta::Clock::new()` | the time source; tests pass `quanta::Clock::mock()` |
 ///
-/// A stuck writer is stalled no later than `grace + challenge + 2 * scan_interval` (plus one
-/// scan's duration) after its last progress.
+/// A stuck writer is stalled no later than `grace + challenge + 2 * scan_interval + r` (plus
+/// one scan's duration) after the later of its last progress and the scanner's first scan,
+/// where `r <= scan_interval` is the tick resolution.
 ///
 /// ```
 /// use std::time::Duration;
@@ -73,6 +72,7 @@ pub struct Config {
     pub(crate) event_capacity: usize,
     pub(crate) lag_window: u32,
     pub(crate) clock: Option<quanta::Clock>,
+    pub(crate) coarse_ticks: bool,
 }
 
 impl Default for Config {
@@ -86,6 +86,7 @@ impl Default for Config {
             event_capacity: 4096,
             lag_window: 50,
             clock: None,
+            coarse_ticks: false,
         }
     }
 }
@@ -105,8 +106,9 @@ impl Config {
         self
     }
 
-    /// Period of the background scanner. Must be greater than zero. It is also the resolution
-    /// of progress ticks on a real clock (see the crate docs, "Ticks").
+    /// Period of the background scanner. Must be greater than zero. With the background
+    /// scanner it is also the resolution `r` of progress on a real clock (see the crate docs,
+    /// "Ticks").
     pub fn scan_interval(mut self, interval: Duration) -> Self {
         self.scan_interval = interval;
         self
@@ -124,10 +126,13 @@ impl Config {
         self
     }
 
-    /// Bound of the event queue. Must be greater than zero. When the queue is full the newest
-    /// event is dropped and counted in [`FlushTracker::events_dropped`](crate::FlushTracker::events_dropped).
-    /// The queue is allocated up front, so capacities above 2^20 (1,048,576 events) are
-    /// clamped to it rather than failing or exhausting memory.
+    /// Queue length at which new *informational* events (`Suspected`, `Lagging`,
+    /// `ScanPanicked`) are dropped and counted in
+    /// [`FlushTracker::events_dropped`](crate::FlushTracker::events_dropped). Must be greater
+    /// than zero. *Action* events (`Stalled`, `WriterDown`) are queued beyond it and never
+    /// lost; they are bounded by the shapes that ended or stalled (at most one unread
+    /// `Stalled` per shape). The queue grows on demand: any capacity, `usize::MAX` included,
+    /// allocates nothing up front.
     pub fn event_capacity(mut self, capacity: usize) -> Self {
         self.event_capacity = capacity;
         self
@@ -145,6 +150,15 @@ impl Config {
     /// every tick is read exactly (see the crate docs, "Ticks").
     pub fn clock(mut self, clock: quanta::Clock) -> Self {
         self.clock = Some(clock);
+        self
+    }
+
+    /// Test hook: treat a mock clock like a real one (coarse ticks published by scans, idleness
+    /// judged from what scans saw), so the real-clock rules can be tested deterministically.
+    /// Hidden: not part of the semver-bound API.
+    #[doc(hidden)]
+    pub fn coarse_ticks(mut self, coarse: bool) -> Self {
+        self.coarse_ticks = coarse;
         self
     }
 

@@ -138,6 +138,7 @@
 mod clock;
 mod config;
 mod error;
+mod events;
 #[cfg(feature = "tracing")]
 mod log;
 pub mod model;
@@ -147,6 +148,7 @@ mod scan;
 mod slot;
 mod sync;
 mod tracker;
+mod watermark;
 
 pub use crossbeam_channel;
 pub use quanta;

@@ -1,7 +1,7 @@
 //! The sequential reference model: the executable form of SPEC.md.
 //!
 //! [`Model`] implements every rule of the contract with plain data and no concurrency: positions,
-//! pending, the `c - 1` raise, the watermark and its monotone publication, removal, writer
+//! pending, the raise to the previous commit, the watermark and its monotone publication, removal, writer
 //! liveness, and the stall machine with time passed in explicitly. It is simple and obviously
 //! right, not fast: the property tests, the fuzz targets and the loom models check the
 //! lock-free [`FlushTracker`](crate::FlushTracker) against it.
@@ -16,8 +16,10 @@
 //! let a = m.register("a", 0).unwrap();
 //! let b = m.register("b", 0).unwrap();
 //! m.track(10, &[a, b], 0).unwrap();
-//! m.flushed(b, 10, 0);
-//! assert_eq!(m.scan(0).watermark, 9);
+//! m.track(17, &[a, b], 0).unwrap();
+//! m.flushed(a, 10, 0);
+//! m.flushed(b, 17, 0);
+//! assert_eq!(m.scan(0).watermark, 10);
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
@@ -188,7 +190,10 @@ impl<K: Hash + Eq + Clone> Model<K> {
                 got: commit,
             });
         }
-        let mut out = Tracked::default();
+        let mut out = Tracked {
+            previous: self.last_seen,
+            ..Tracked::default()
+        };
         let mut skipped = Vec::new();
         for &id in ids {
             let Some(s) = self.live(id) else {
@@ -201,7 +206,7 @@ impl<K: Hash + Eq + Clone> Model<K> {
                 continue;
             }
             if s.flushed >= s.sent {
-                s.flushed = commit - 1;
+                s.flushed = out.previous;
                 s.since = now;
             }
             s.sent = commit;
@@ -241,13 +246,6 @@ impl<K: Hash + Eq + Clone> Model<K> {
                 s.tick = now;
                 s.suspected_at = None;
             }
-        }
-    }
-
-    /// `Writer::flushed_partial` at time `now`.
-    pub fn flushed_partial(&mut self, id: ModelId, commit: Offset, now: u64) {
-        if commit > 0 {
-            self.flushed(id, commit - 1, now);
         }
     }
 
@@ -381,7 +379,6 @@ impl<K: Hash + Eq + Clone> Model<K> {
         }
         if min > self.watermark {
             self.watermark = min;
-            self.events.push(Event::Advanced { watermark: min });
         }
         report.watermark = self.watermark;
         report.pinned_by = holder;

@@ -33,15 +33,19 @@ pub struct ShapeId {
 /// let tracker = FlushTracker::<&str>::new(Config::default()).unwrap();
 /// let a = tracker.register("a").unwrap();
 /// let t = tracker.track(1, &[a.id(), a.id()]).unwrap();
-/// assert_eq!(t, Tracked { tracked: 1, skipped: 0 }, "an id named twice counts once");
+/// assert_eq!(t, Tracked { tracked: 1, skipped: 0, previous: 0 }, "an id named twice counts once");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Tracked {
     /// Live shapes the commit was recorded for (each counted once).
     pub tracked: usize,
-    /// Ids (or keys) whose shape is gone or unknown: a normal race, not an error. Each
-    /// distinct id is counted once.
+    /// Ids (or keys) whose shape is gone or unknown, or ids made by another tracker: a normal
+    /// race, not an error. Each distinct id is counted once.
     pub skipped: usize,
+    /// The commit tracked just before this one (or `start_at`): what a consumer that durably
+    /// wrote everything before this commit, but only part of it, reports to
+    /// [`Writer::flushed`](crate::Writer::flushed). Positions are sparse: never compute it.
+    pub previous: Offset,
 }
 
 /// Why a writer went down without ending its shape deliberately.
@@ -56,7 +60,8 @@ pub struct Tracked {
 ///     tracker.events().try_recv().unwrap(),
 ///     Event::WriterDown { key: "orders", cause: DownCause::DroppedPending }
 /// );
-/// assert_eq!(tracker.scan().watermark, 7, "the shape no longer pins the watermark");
+/// tracker.scan();
+/// assert_eq!(tracker.watermark(), 7, "the shape no longer pins the watermark");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -70,15 +75,19 @@ pub enum DownCause {
 
 /// Something operators and the application need to act on.
 ///
-/// Events go through one bounded queue ([`Config::event_capacity`](crate::Config::event_capacity));
-/// all receivers from [`FlushTracker::events`](crate::FlushTracker::events) share it, so each
-/// event reaches one receiver. When the queue is full the newest event is dropped and counted.
-/// Sending never blocks the scanner or a writer.
+/// Events form one ordered queue; all receivers from
+/// [`FlushTracker::events`](crate::FlushTracker::events) share it, so each event reaches one
+/// receiver. **Action** events ([`Stalled`](Event::Stalled), [`WriterDown`](Event::WriterDown))
+/// tell the application to act on a shape and are never lost; **informational** ones
+/// (`Suspected`, `Lagging`, `ScanPanicked`) are dropped and counted while the queue holds
+/// [`Config::event_capacity`](crate::Config::event_capacity) events. Sending never blocks the
+/// scanner, a writer's drop or `remove`. Watermark changes are not events.
 ///
 /// A stuck writer is suspected once it has been idle (pending, no progress) for more than
-/// `grace`, and stalled once a further `challenge` passes without an answer: with the background
-/// scanner, no later than `grace + challenge + 2 * scan_interval` (plus one scan) after its last
-/// progress.
+/// `grace`, and stalled once a further `challenge` passes without an answer: with the
+/// background scanner, no later than `grace + challenge + 2 * scan_interval + r` (plus one
+/// scan's duration) after the later of its last progress and the scanner's first scan, where
+/// `r <= scan_interval` is the tick resolution (see the crate docs, "Ticks").
 ///
 /// ```
 /// use std::time::Duration;
@@ -98,17 +107,17 @@ pub enum DownCause {
 ///
 /// mock.increment(Duration::from_secs(11));
 /// tracker.scan(); // idle 11 s > grace: challenged
+/// assert_eq!(tracker.watermark(), 0, "commit 5 pending: durable up to start_at");
 /// mock.increment(Duration::from_secs(3));
 /// tracker.scan(); // no answer for 3 s > challenge: stalled and evicted
+/// assert_eq!(tracker.watermark(), 5, "evicted: it no longer pins the watermark");
 ///
 /// let events: Vec<_> = tracker.events().try_iter().collect();
 /// assert!(matches!(
 ///     events.as_slice(),
 ///     [
 ///         Event::Suspected { key: "orders", .. },
-///         Event::Advanced { watermark: 4 }, // commit 5 pending: durable up to 4
 ///         Event::Stalled { key: "orders", evicted: true, .. },
-///         Event::Advanced { watermark: 5 }, // evicted: it no longer pins the watermark
 ///     ]
 /// ));
 /// assert!(stuck.is_evicted());
@@ -116,11 +125,6 @@ pub enum DownCause {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event<K> {
-    /// A scan published a higher watermark.
-    Advanced {
-        /// The new published watermark.
-        watermark: Offset,
-    },
     /// A pending shape was idle for more than `grace` and is now challenged: its writer's
     /// [`is_suspected`](crate::Writer::is_suspected) turns true until it makes progress or
     /// calls [`defer`](crate::Writer::defer).
@@ -132,6 +136,7 @@ pub enum Event<K> {
     },
     /// A suspected shape did not answer within `challenge`. Under `StallPolicy::Evict` it no
     /// longer counts, its writer is inert and its key is free: rebuild and register it again.
+    /// An action event: never dropped; at most one unread per shape.
     Stalled {
         /// The shape.
         key: K,
@@ -145,7 +150,8 @@ pub enum Event<K> {
         evicted: bool,
     },
     /// A writer was dropped while panicking, or dropped normally while pending. Its shape no
-    /// longer counts and its key is free: rebuild and register it again.
+    /// longer counts and its key is free: rebuild and register it again. An action event:
+    /// never dropped.
     WriterDown {
         /// The shape.
         key: K,
@@ -175,10 +181,12 @@ pub enum Event<K> {
 /// let tracker = FlushTracker::new(Config::default()).unwrap();
 /// let (a, b) = (tracker.register("a").unwrap(), tracker.register("b").unwrap());
 /// tracker.track(3, &[a.id(), b.id()]).unwrap();
-/// a.flushed(3);
+/// tracker.track(8, &[a.id(), b.id()]).unwrap();
+/// a.flushed(8);
+/// b.flushed(3);
 /// let r = tracker.scan();
-/// assert_eq!((r.watermark, r.last_seen, r.pending, r.registered), (2, 3, 1, 2));
-/// assert_eq!(r.pinned_by, Some("b"), "b holds the watermark at 2");
+/// assert_eq!((r.watermark, r.last_seen, r.pending, r.registered), (3, 8, 1, 2));
+/// assert_eq!(r.pinned_by, Some("b"), "b holds the watermark at 3");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

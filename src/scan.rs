@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
+use crate::events::Seq;
 use crate::slot::{self, Page, Slot, PAGE};
 use crate::sync::{lock, read, thread, Arc, Condvar, Mutex, Ordering};
 use crate::tracker::{status_of, Shared};
@@ -26,18 +27,26 @@ use crate::{Event, ScanReport, StallPolicy};
 /// line and nothing else).
 #[derive(Clone, Copy, Default)]
 struct Rec {
-    /// `stamp(generation, scan)` of the last scan that saw the shape pending: the run goes on
-    /// only if that was the previous scan and the same shape (a scan that saw it caught up,
-    /// or a new shape in the slot, breaks it). Zero: never seen.
+    /// `stamp(generation, scan)` of the last scan that saw the shape pending: the record goes
+    /// on only if that was the previous scan and the same shape (a scan that saw it caught
+    /// up, or a new shape in the slot, breaks it). Zero: never seen.
     stamp: u64,
     /// Lag and flushed position at the previous sample.
     lag_prev: u64,
     flushed_prev: u64,
+    /// Real clocks: an upper bound of the time of the shape's last progress (`UNSEEN`: the
+    /// progress was first seen by the previous scan, whose end time bounds it).
+    seen: u64,
+    /// The state word's answer counter at the previous sample (a `defer` bumps it).
+    counter: u32,
     /// Scans in the current run of non-decreasing lag.
     run: u32,
     /// `GREW`, `PROGRESSED`, `LAGGING`.
     flags: u32,
 }
+
+/// [`Rec::seen`]: progress first seen by the previous scan.
+const UNSEEN: u64 = u64::MAX;
 
 /// A record stamp: the low 32 bits of a shape's generation and of a scan number.
 #[inline]
@@ -70,6 +79,13 @@ struct Snap {
 pub(crate) struct ScanState<K> {
     recs: Vec<Rec>,
     snaps: HashMap<usize, Snap>,
+    /// The last `Stalled` queued for a slot's shape (`StallPolicy::Report`): the low 32 bits
+    /// of its generation and the event's sequence number, so that a shape has at most one
+    /// unread `Stalled`.
+    stalls: HashMap<usize, (u32, Seq)>,
+    /// The clock at the end of the previous scan: an upper bound of the time of any progress
+    /// that scan saw.
+    prev_end: u64,
     /// Scans started so far (wrapping); numbers the records.
     epoch: u32,
     /// The pages this scanner knows; refreshed when the slab grew.
@@ -85,6 +101,8 @@ impl<K> ScanState<K> {
         ScanState {
             recs: Vec::new(),
             snaps: HashMap::new(),
+            stalls: HashMap::new(),
+            prev_end: 0,
             epoch: 0,
             pages: Vec::new(),
             published: start_at,
@@ -154,10 +172,13 @@ where
     // Loop invariants in locals: the `Acquire` loads below would otherwise make the compiler
     // reload them for every slot.
     let (grace, lag_window) = (shared.grace, shared.lag_window);
+    let exact = shared.ticker.is_exact();
+    let prev_end = st.prev_end;
     let prev_epoch = epoch.wrapping_sub(1);
     let ScanState {
         recs,
         snaps,
+        stalls,
         pages,
         #[cfg(feature = "tracing")]
         log,
@@ -187,7 +208,31 @@ where
                 continue;
             }
 
-            let idle = t.saturating_sub(slot.progress_tick());
+            // Whether the previous scan saw this shape pending (else the record starts anew).
+            let gen = slot::gen32(sw);
+            let fresh = rec.stamp != stamp(gen, prev_epoch);
+            let counter = slot::counter(sw);
+            let idle = if exact {
+                // Mock clock: ticks are exact.
+                t.saturating_sub(slot.progress_tick())
+            } else {
+                // Real clock: a stored tick is coarse (a lower bound of the progress time), so
+                // idleness is judged by an upper bound instead: progress (a higher flushed
+                // position, a `defer`, becoming pending) first seen by a scan happened before
+                // that scan ended. Never overdue in the scan that first sees it, whatever the
+                // time since the previous scan.
+                let progressed = fresh || flushed != rec.flushed_prev || counter != rec.counter;
+                rec.seen = match (progressed, rec.seen) {
+                    (true, _) => UNSEEN,
+                    (false, UNSEEN) => prev_end,
+                    (false, seen) => seen,
+                };
+                if rec.seen == UNSEEN {
+                    0
+                } else {
+                    t.saturating_sub(rec.seen)
+                }
+            };
             let overdue = idle > grace;
             let mut suspected = slot::is_suspected(sw);
             if suspected || overdue {
@@ -203,6 +248,7 @@ where
                 let mut cx = Ctx {
                     shared,
                     snaps: &mut *snaps,
+                    stalls: &mut *stalls,
                     #[cfg(feature = "tracing")]
                     log: &mut *log,
                     t,
@@ -222,8 +268,7 @@ where
             }
             if lag_window > 0 {
                 let lag = last_seen.saturating_sub(flushed);
-                let gen = slot::gen32(sw);
-                if rec.stamp == stamp(gen, prev_epoch) && lag >= rec.lag_prev {
+                if !fresh && lag >= rec.lag_prev {
                     rec.run = rec.run.saturating_add(1);
                     rec.flags |= (GREW * u32::from(lag > rec.lag_prev))
                         | (PROGRESSED * u32::from(flushed > rec.flushed_prev));
@@ -231,13 +276,11 @@ where
                     rec.run = 1;
                     rec.flags = 0;
                 }
-                rec.stamp = stamp(gen, epoch);
                 rec.lag_prev = lag;
-                rec.flushed_prev = flushed;
                 if rec.flags == GREW | PROGRESSED && rec.run > lag_window {
                     if let Some(key) = key_of(page, off) {
                         rec.flags |= LAGGING;
-                        shared.emit(Event::Lagging {
+                        shared.events.info(Event::Lagging {
                             key: key.clone(),
                             lag,
                         });
@@ -245,6 +288,9 @@ where
                     }
                 }
             }
+            rec.stamp = stamp(gen, epoch);
+            rec.flushed_prev = flushed;
+            rec.counter = counter;
         }
     }
     if !st.snaps.is_empty() {
@@ -255,9 +301,7 @@ where
     let min = last_seen.min(lowest);
     if min > st.published {
         st.published = min;
-        // Release: pairs with `watermark()`'s Acquire load.
-        shared.watermark.store(min, Ordering::Release);
-        shared.emit(Event::Advanced { watermark: min });
+        shared.watermark.publish(min);
     }
     report.watermark = st.published;
 
@@ -284,6 +328,9 @@ where
     c.scans.fetch_add(1, Ordering::Relaxed);
     let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
     c.last_scan_nanos.store(nanos, Ordering::Relaxed);
+    if !exact {
+        st.prev_end = shared.ticker.now();
+    }
     report
 }
 
@@ -303,6 +350,7 @@ struct Seen {
 struct Ctx<'a, K> {
     shared: &'a Shared<K>,
     snaps: &'a mut HashMap<usize, Snap>,
+    stalls: &'a mut HashMap<usize, (u32, Seq)>,
     #[cfg(feature = "tracing")]
     log: &'a mut crate::log::Limiter,
     t: u64,
@@ -363,7 +411,9 @@ where
                     if let Some(key) = key_of(page, off) {
                         let evict = shared.policy == StallPolicy::Evict;
                         let to = if evict {
-                            slot::with_phase(sw, slot::EVICTED)
+                            // Not yet EVICTED: `is_evicted()` turns true only once the key is
+                            // free (below), but from this CAS on the shape is inert.
+                            slot::with_phase(sw, slot::EVICTING)
                         } else {
                             // Relaxed: read only by scans (under the scan lock) and `status`;
                             // published to them by the CAS below.
@@ -372,16 +422,30 @@ where
                         };
                         if cas(slot, sw, to) {
                             suspected = false;
+                            let gen = slot::gen32(sw);
                             if evict {
-                                // Free the key before anyone hears of the stall.
-                                let gen = slot::gen32(sw);
-                                shared.registry.remove_if(&key, |_, id| {
-                                    id.index as usize == index && id.gen as u32 == gen
-                                });
+                                // Free the key before the eviction is observable (the writer's
+                                // `is_evicted`, the event). A panic in the user's `Hash`/`Eq`
+                                // must not leave the slot half evicted.
+                                let _ =
+                                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                        shared.registry.remove_if(&key, |_, id| {
+                                            id.index as usize == index && id.gen as u32 == gen
+                                        })
+                                    }));
+                                // Fails only if the writer was dropped meanwhile (FREE).
+                                cas(slot, to, slot::with_phase(sw, slot::EVICTED));
                             }
                             #[cfg(feature = "tracing")]
                             cx.log.stalled(&key, idle, flushed, sent, evict);
-                            on_stall(shared, &key, idle, flushed, sent, evict);
+                            let previous = match cx.stalls.get(&index) {
+                                Some(&(g, seq)) if !evict && g == gen => Some(seq),
+                                _ => None,
+                            };
+                            let seq = on_stall(shared, &key, idle, flushed, sent, evict, previous);
+                            if !evict {
+                                cx.stalls.insert(index, (gen, seq));
+                            }
                             report.stalled.push(key);
                             if evict {
                                 return Attended::Evicted;
@@ -402,7 +466,7 @@ where
             if cas(slot, sw, to) {
                 cx.snaps.insert(index, challenge(to));
                 suspected = true;
-                shared.emit(Event::Suspected {
+                shared.events.info(Event::Suspected {
                     key: key.clone(),
                     idle: Duration::from_nanos(idle),
                 });
@@ -413,7 +477,8 @@ where
     Attended::Pending { suspected }
 }
 
-/// Counts a stall and emits its event.
+/// Counts a stall and queues its event (an action event: never dropped), unless `previous`,
+/// the shape's last `Stalled`, is still unread. Returns the sequence number of the unread one.
 fn on_stall<K: Clone>(
     shared: &Shared<K>,
     key: &K,
@@ -421,20 +486,22 @@ fn on_stall<K: Clone>(
     flushed: u64,
     sent: u64,
     evicted: bool,
-) {
+    previous: Option<Seq>,
+) -> Seq {
     let c = &shared.counters;
     // Relaxed (both): statistics.
     c.stalled.fetch_add(1, Ordering::Relaxed);
     if evicted {
         c.evicted.fetch_add(1, Ordering::Relaxed);
     }
-    shared.emit(Event::Stalled {
+    let event = Event::Stalled {
         key: key.clone(),
         idle: Duration::from_nanos(idle),
         flushed,
         sent,
         evicted,
-    });
+    };
+    shared.events.stalled(event, previous)
 }
 
 /// Tells the scanner thread to stop, promptly.
@@ -529,6 +596,6 @@ where
             .unwrap_or_default();
         // Relaxed: a statistic.
         shared.counters.scan_panics.fetch_add(1, Ordering::Relaxed);
-        shared.emit(Event::ScanPanicked { message });
+        shared.events.info(Event::ScanPanicked { message });
     }
 }

@@ -10,7 +10,7 @@
 //! | --- | --- | --- | --- |
 //! | `state` | register (store), scanner (CAS), writer `defer`/drop (CAS/swap), `remove` (CAS) | on a state change only | everyone |
 //! | `sent` | producer (`track`, under the producer lock) | each commit for the shape | writer (clamp), scanner |
-//! | `floor` | producer | when a commit makes a caught-up shape pending (`c - 1`) | writer, scanner |
+//! | `floor` | producer | when a commit makes a caught-up shape pending (the previous commit) | writer, scanner |
 //! | `since` | producer | when the shape becomes pending | scanner |
 //! | `reported` | the shape's `Writer` | each report that is progress | scanner, producer |
 //! | `tick` | the shape's `Writer` | with each progress and each `defer` | scanner |
@@ -67,6 +67,9 @@ pub(crate) const LIVE: u64 = 1;
 pub(crate) const EVICTED: u64 = 2;
 /// Removed by `FlushTracker::remove`; the writer still exists and is inert.
 pub(crate) const REMOVED: u64 = 3;
+/// Stalled and being evicted: no longer counting and inert, but its key is not free yet, so
+/// `is_evicted()` stays false until the scanner has freed the key and stored `EVICTED`.
+pub(crate) const EVICTING: u64 = 4;
 /// Suspected by the scanner and not answered yet.
 pub(crate) const SUSPECTED: u64 = 0x10;
 const COUNTER_SHIFT: u32 = 8;
@@ -88,6 +91,12 @@ pub(crate) const fn is_live(s: u64) -> bool {
 #[inline]
 pub(crate) const fn is_suspected(s: u64) -> bool {
     s & (PHASE | SUSPECTED) == LIVE | SUSPECTED
+}
+
+/// The answer counter of a state word (bumped by every `defer` and answered challenge).
+#[inline]
+pub(crate) const fn counter(s: u64) -> u32 {
+    ((s & COUNTER_MASK) >> COUNTER_SHIFT) as u32
 }
 
 /// The low 32 bits of the generation in a state word.
@@ -146,9 +155,9 @@ impl Slot {
     /// Gives a free slot to a new shape (producer lock held: nobody else writes the slot now;
     /// the old writer is gone, stale ids fail the generation check). Returns the generation.
     pub(crate) fn init(&self, now: u64) -> u64 {
-        // Relaxed (both): `gen` is only written under the producer lock; the slot's next
-        // writer, which reads it in `id()`, is created after this and handed over by the caller.
-        let gen = self.gen.load(Ordering::Relaxed).wrapping_add(1);
+        let gen = crate::sync::next_generation();
+        // Relaxed: `gen` is only written under the producer lock; the slot's next writer, which
+        // reads it in `id()`, is created after this and handed over by the caller.
         self.gen.store(gen, Ordering::Relaxed);
         // Relaxed (all five): published by the Release store of `state` below.
         self.sent.store(0, Ordering::Relaxed);

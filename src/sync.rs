@@ -40,3 +40,13 @@ pub(crate) fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
 pub(crate) fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|e| e.into_inner())
 }
+
+/// A process-wide source of slot generations: every shape of every tracker in the process gets
+/// a distinct one, so a [`ShapeId`](crate::ShapeId) made by another tracker never matches a
+/// slot here (`track` skips it). A plain std atomic even under loom: it only hands out unique
+/// numbers and orders nothing, so there is no interleaving to explore.
+pub(crate) fn next_generation() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    // Relaxed: uniqueness comes from the read-modify-write itself; nothing is published.
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}

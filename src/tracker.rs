@@ -4,15 +4,16 @@ use std::fmt;
 use std::hash::Hash;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
 use crossbeam_utils::CachePadded;
 use dashmap::DashMap;
 
 use crate::clock::Ticker;
+use crate::events::Events;
 use crate::registry::{Producer, Slab};
 use crate::scan::{ScanState, StopSignal};
 use crate::slot::{self, Page, Slot, PAGE};
 use crate::sync::{lock, Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
+use crate::watermark::Watermark;
 use crate::{
     Config, DownCause, Error, Event, Offset, ShapeId, ShapeStatus, StallPolicy, Stats, Tracked,
 };
@@ -20,7 +21,6 @@ use crate::{
 /// Counters behind [`FlushTracker::stats`]. All `Relaxed`: they publish nothing.
 #[derive(Default)]
 pub(crate) struct Counters {
-    pub(crate) events_dropped: AtomicU64,
     pub(crate) stalled: AtomicU64,
     pub(crate) evicted: AtomicU64,
     pub(crate) writers_down: AtomicU64,
@@ -42,15 +42,14 @@ pub(crate) struct Shared<K> {
     /// The highest commit tracked. Written by `track` (producer lock held) with `Release`
     /// after every slot of the commit; read by `scan` with `Acquire` before any slot.
     pub(crate) last_seen: CachePadded<AtomicU64>,
-    /// The published watermark. Written only by `scan` (scan lock held).
-    pub(crate) watermark: CachePadded<AtomicU64>,
+    /// The published watermark. Published only by `scan` (scan lock held).
+    pub(crate) watermark: Watermark,
     pub(crate) registry: DashMap<K, ShapeId>,
     pub(crate) producer: Mutex<Producer<K>>,
     pub(crate) slab: Slab<K>,
     pub(crate) scan: Mutex<ScanState<K>>,
     pub(crate) pinned: Mutex<Option<ShapeStatus<K>>>,
-    pub(crate) events_tx: Sender<Event<K>>,
-    pub(crate) events_rx: Receiver<Event<K>>,
+    pub(crate) events: Events<K>,
     pub(crate) counters: Counters,
     /// Whether a scanner thread runs. CAS false -> true in `spawn_scanner`, stored false by
     /// the thread as it exits.
@@ -65,17 +64,6 @@ fn unregister<K: Hash + Eq>(registry: &DashMap<K, ShapeId>, key: &K, id: ShapeId
 }
 
 impl<K> Shared<K> {
-    /// Queues an event without ever blocking; counts it when the queue is full.
-    pub(crate) fn emit(&self, event: Event<K>) {
-        match self.events_tx.try_send(event) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                // Relaxed: a statistic.
-                self.counters.events_dropped.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-
     /// The slot of `id` if the id names a live shape (producer lock held by the caller).
     fn live_slot(pages: &[Arc<Page<K>>], id: ShapeId) -> Option<&Slot> {
         let index = id.index as usize;
@@ -107,6 +95,7 @@ impl<K> Shared<K> {
             });
         }
         let producer = &mut *producer;
+        let previous = producer.last_seen;
         let pages = &producer.pages;
         producer.skipped.clear();
         let mut tracked = 0;
@@ -127,10 +116,11 @@ impl<K> Shared<K> {
             let floor = slot.floor.load(Ordering::Relaxed);
             if reported.max(floor) >= sent {
                 // Caught up: everything sent before is durable and the commits in between did
-                // not touch it, so it is durable up to `commit - 1`.
+                // not touch it, so it is durable up to the previous commit. (Never `commit - 1`:
+                // positions are sparse, and that would acknowledge part of `commit`.)
                 let tick = *now.get_or_insert_with(|| self.ticker.recent());
                 // Relaxed (both): published by the Release store of `sent` below.
-                slot.floor.store(commit - 1, Ordering::Relaxed);
+                slot.floor.store(previous, Ordering::Relaxed);
                 slot.since.store(tick, Ordering::Relaxed);
             }
             // Release: pairs with the Acquire loads of `sent` by the writer and the scanner.
@@ -146,6 +136,7 @@ impl<K> Shared<K> {
         Ok(Tracked {
             tracked,
             skipped: skipped_extra,
+            previous,
         })
     }
 }
@@ -157,26 +148,30 @@ impl<K> Shared<K> {
 /// (or the background [`Scanner`]) computes the watermark the pipeline may acknowledge and
 /// catches stuck consumers.
 ///
-/// Locking behaviour: `track`, `track_keys` and `register` serialise on the producer lock;
-/// `scan` on the scan lock (they do not block each other, except that a scan takes the
-/// producer lock briefly when new pages appeared). `register`, `remove`, `id_of`, `status` and
-/// `track_keys` take a `DashMap` shard lock briefly. Nothing here waits on a writer, and no
-/// writer waits on anything here.
+/// Locking behaviour: `track`, `track_keys`, `register` and a writer's drop serialise on the
+/// producer lock (`track` walks the producer's own page list); `scan` holds the scan lock and
+/// never takes the producer lock. `register`, `remove`, `id_of`, `status` and `track_keys`
+/// take a `DashMap` shard lock briefly, never across another call. Nothing here waits on a
+/// writer, and no writer waits on anything here.
 ///
 /// ```
 /// use flushwatch::{Config, FlushTracker};
 ///
-/// let tracker = FlushTracker::new(Config::default()).unwrap();
+/// let tracker = FlushTracker::new(Config::default().start_at(100)).unwrap();
 /// let orders = tracker.register("orders").unwrap();
 /// let users = tracker.register("users").unwrap();
 ///
-/// tracker.track(10, &[orders.id(), users.id()]).unwrap();
-/// tracker.track(11, &[orders.id()]).unwrap();
+/// // Positions are sparse (for Postgres, commit end LSNs).
+/// let t = tracker.track(0x1A0, &[orders.id(), users.id()]).unwrap();
+/// assert_eq!(t.previous, 100, "the commit tracked before, here start_at");
+/// tracker.track(0x1F8, &[orders.id()]).unwrap();
 ///
-/// users.flushed(10);
-/// assert_eq!(tracker.scan().watermark, 9, "orders has made nothing durable yet");
-/// orders.flushed(11);
-/// assert_eq!(tracker.scan().watermark, 11);
+/// users.flushed(0x1A0);
+/// tracker.scan();
+/// assert_eq!(tracker.watermark(), 100, "orders has made nothing durable yet");
+/// orders.flushed(0x1F8);
+/// tracker.scan();
+/// assert_eq!(tracker.watermark(), 0x1F8);
 /// ```
 pub struct FlushTracker<K> {
     handle: Arc<Handle<K>>,
@@ -210,7 +205,7 @@ impl<K: fmt::Debug + Hash + Eq> fmt::Debug for FlushTracker<K> {
         f.debug_struct("FlushTracker")
             // Relaxed (both): a diagnostic snapshot.
             .field("last_seen", &s.last_seen.load(Ordering::Relaxed))
-            .field("watermark", &s.watermark.load(Ordering::Relaxed))
+            .field("watermark", &s.watermark.get())
             .field("registered", &s.registry.len())
             .finish_non_exhaustive()
     }
@@ -231,9 +226,6 @@ where
     pub fn new(config: Config) -> Result<Self, Error> {
         config.validate().map_err(Error::InvalidConfig)?;
         let clock = config.clock.clone().unwrap_or_default();
-        // The queue is allocated up front: cap it (documented on `Config::event_capacity`).
-        let capacity = config.event_capacity.min(crate::config::MAX_EVENT_CAPACITY);
-        let (events_tx, events_rx) = crossbeam_channel::bounded(capacity);
         let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         let shared = Shared {
             grace: nanos(config.grace),
@@ -241,16 +233,15 @@ where
             scan_interval: config.scan_interval,
             policy: config.stall_policy,
             lag_window: config.lag_window,
-            ticker: Ticker::new(clock),
+            ticker: Ticker::new(clock, config.coarse_ticks),
             last_seen: CachePadded::new(AtomicU64::new(config.start_at)),
-            watermark: CachePadded::new(AtomicU64::new(config.start_at)),
+            watermark: Watermark::new(config.start_at),
             registry: DashMap::new(),
             producer: Mutex::new(Producer::new(config.start_at)),
             slab: Slab::new(),
             scan: Mutex::new(ScanState::new(config.start_at)),
             pinned: Mutex::new(None),
-            events_tx,
-            events_rx,
+            events: Events::new(config.event_capacity),
             counters: Counters::default(),
             scanner_running: AtomicBool::new(false),
             unregister: unregister::<K>,
@@ -289,32 +280,35 @@ where
         if shared.registry.contains_key(&key) {
             return Err(Error::DuplicateShape);
         }
+        // Every user callback that can panic (`Clone`) runs before any state changes; `Hash`
+        // and `Eq` run in the map calls, each at a point where a panic leaves nothing behind
+        // (the writer below already owns the slot, and its drop gives it back).
+        let (slot_key, map_key) = (key.clone(), key.clone());
         let (id, page) = {
             let mut producer = lock(&shared.producer);
             let now = shared.ticker.recent();
-            shared.slab.assign(&mut producer, key.clone(), now)
+            shared.slab.assign(&mut producer, slot_key, now)
         };
-        let inserted = match shared.registry.entry(key.clone()) {
+        let mut writer = Writer {
+            shared: shared.clone(),
+            page,
+            index: id.index,
+            key,
+            // Until the key is in the map, a drop (a lost race, or a panic in the map call)
+            // gives the slot back quietly.
+            retired: true,
+        };
+        let inserted = match shared.registry.entry(map_key) {
             dashmap::Entry::Occupied(_) => false,
             dashmap::Entry::Vacant(v) => {
                 v.insert(id);
                 true
             }
         };
-        let writer = Writer {
-            shared: shared.clone(),
-            page,
-            index: id.index,
-            key,
-            retired: true,
-        };
         if !inserted {
-            // Lost a race with another `register` of the same key: give the slot back
-            // quietly (the writer's drop frees it; `retired` keeps it silent).
-            drop(writer);
+            // Lost a race with another `register` of the same key.
             return Err(Error::DuplicateShape);
         }
-        let mut writer = writer;
         writer.retired = false;
         Ok(writer)
     }
@@ -328,15 +322,22 @@ where
 
     /// Records commit `commit` as sent to `shapes`. Commits must strictly increase and be at
     /// least 1: otherwise `Err` ([`Error::ZeroCommit`], [`Error::OffsetRegression`]) and nothing
-    /// changed. Ids whose shape is gone are skipped and counted; an id named twice counts once.
+    /// changed. Ids whose shape is gone, and ids made by another tracker, are skipped and
+    /// counted; an id named twice counts once. `shapes` may be empty: keepalives and
+    /// transactions that touch no shape advance `last_seen`, so an idle or filtered source
+    /// still lets the watermark move.
     ///
-    /// A shape that was caught up becomes pending with its flushed position raised to
-    /// `commit - 1` (it was durable for everything sent before, and the commits in between did
-    /// not touch it). Every shape's new `sent` is visible before `commit` is published as
-    /// `last_seen`.
+    /// Returns [`Tracked::previous`], the commit tracked just before this one (or `start_at`):
+    /// hand it to the consumers with the transaction, so that one that has durably written
+    /// everything before `commit` but only part of `commit` reports `flushed(previous)`.
     ///
-    /// Allocates nothing in steady state. Locking behaviour: takes the producer lock (and the
-    /// page list's read lock) for the whole call.
+    /// A shape that was caught up becomes pending with its flushed position raised to that
+    /// previous commit (it was durable for everything sent before, and the commits in between
+    /// did not touch it): never to a position made by arithmetic on `commit`. Every shape's
+    /// new `sent` is visible before `commit` is published as `last_seen`.
+    ///
+    /// Allocates nothing in steady state. Locking behaviour: takes the producer lock for the
+    /// whole call (the ids are resolved through the producer's own page list).
     ///
     /// ```
     /// use flushwatch::{Config, Error, FlushTracker};
@@ -355,8 +356,9 @@ where
     /// [`track`](FlushTracker::track) by key: keys that are not registered are skipped and
     /// counted in [`Tracked::skipped`].
     ///
-    /// Locking behaviour: looks each key up (a `DashMap` shard read lock each) before taking
-    /// the producer lock. Allocates a small buffer for the ids.
+    /// Linear in the number of keys, however many are unknown or repeated. Locking behaviour:
+    /// looks each key up (a `DashMap` shard read lock each) before taking the producer lock.
+    /// Allocates small buffers for the ids and the unknown keys.
     ///
     /// ```
     /// use flushwatch::{Config, FlushTracker};
@@ -378,12 +380,13 @@ where
         }
         let shared = self.shared();
         let mut ids = Vec::new();
-        let mut unknown: Vec<&K> = Vec::new();
+        let mut unknown: std::collections::HashSet<&K> = std::collections::HashSet::new();
         for key in keys {
             match shared.registry.get(key) {
                 Some(r) => ids.push(*r.value()),
-                None if !unknown.contains(&key) => unknown.push(key),
-                None => {}
+                None => {
+                    unknown.insert(key);
+                }
             }
         }
         shared.track_ids(commit, ids, unknown.len())
@@ -427,13 +430,15 @@ where
         true
     }
 
-    /// One pass over every slot at `clock.now()`: recomputes and publishes the watermark
-    /// (never lower than before), and runs the stall machine (see the crate docs, "Stall
-    /// detection"). Emits `Advanced`, `Suspected`, `Stalled` and `Lagging` events.
+    /// One pass at `clock.now()`: recomputes and publishes the watermark (never lower than
+    /// before), and runs the stall machine (see the crate docs, "Stall detection"). Emits
+    /// `Suspected`, `Stalled` and `Lagging` events. It makes stall decisions on the calling
+    /// thread: to *read* the watermark, use [`watermark`](FlushTracker::watermark) or
+    /// [`wait_watermark`](FlushTracker::wait_watermark).
     ///
     /// Locking behaviour: takes the scan lock for the whole pass (concurrent scans serialise);
-    /// never blocks `track` or a writer, except for a brief producer lock when new pages
-    /// appeared since the last scan.
+    /// never blocks `track` or a writer (it reads the page list under its read lock only when
+    /// new pages appeared since the last scan).
     ///
     /// ```
     /// use flushwatch::{Config, FlushTracker};
@@ -441,7 +446,7 @@ where
     /// let w = tracker.register(1u64).unwrap();
     /// tracker.track(3, &[w.id()]).unwrap();
     /// let report = tracker.scan();
-    /// assert_eq!((report.watermark, report.pending), (2, 1));
+    /// assert_eq!((report.watermark, report.pending), (0, 1), "start_at: nothing durable");
     /// assert_eq!(report.pinned_by, Some(1));
     /// ```
     pub fn scan(&self) -> crate::ScanReport<K> {
@@ -449,10 +454,33 @@ where
     }
 
     /// The published watermark, as of the last scan: the safe position to acknowledge.
-    /// Starts at `start_at` and never decreases.
+    /// Starts at `start_at`, changes only in a scan, never decreases, and is always
+    /// `start_at` or a commit handed to `track`. A cheap load: no scan, no lock.
     pub fn watermark(&self) -> Offset {
-        // Acquire: pairs with the scan's Release store.
-        self.shared().watermark.load(Ordering::Acquire)
+        self.shared().watermark.get()
+    }
+
+    /// Blocks the calling thread until a scan publishes a watermark `>= at_least` (and returns
+    /// it), or `timeout` passes (and returns the current one, below `at_least`). A timeout too
+    /// large for `Instant` (`Duration::MAX` included) waits for ever.
+    ///
+    /// Locking behaviour: waits on a condition variable that every publication notifies; takes
+    /// no lock a scan, `track` or a writer needs for longer than a notification.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use flushwatch::{Config, FlushTracker};
+    /// let tracker = FlushTracker::new(Config::default().scan_interval(Duration::from_millis(5)))?;
+    /// let w = tracker.register("a")?;
+    /// tracker.track(42, &[w.id()])?;
+    /// let _scanner = tracker.spawn_scanner()?;
+    /// assert_eq!(tracker.wait_watermark(42, Duration::from_millis(20)), 0, "not durable yet");
+    /// w.flushed(42);
+    /// assert_eq!(tracker.wait_watermark(42, Duration::MAX), 42);
+    /// # Ok::<(), flushwatch::Error>(())
+    /// ```
+    pub fn wait_watermark(&self, at_least: Offset, timeout: Duration) -> Offset {
+        self.shared().watermark.wait(at_least, timeout)
     }
 
     /// The highest commit tracked (`start_at` before any).
@@ -461,20 +489,38 @@ where
         self.shared().last_seen.load(Ordering::Acquire)
     }
 
-    /// A receiver of the tracker's events. All receivers share one bounded queue: each event
-    /// reaches one of them. Nobody reading never blocks anything: when the queue is full the
-    /// newest event is dropped and counted in [`events_dropped`](FlushTracker::events_dropped).
+    /// A receiver of the tracker's events. All receivers share one ordered queue: each event
+    /// reaches one of them. Nobody reading never blocks anything. When the queue holds
+    /// `event_capacity` events, new *informational* events (`Suspected`, `Lagging`,
+    /// `ScanPanicked`) are dropped and counted in
+    /// [`events_dropped`](FlushTracker::events_dropped); *action* events (`Stalled`,
+    /// `WriterDown`) are queued anyway and never lost. A shape has at most one unread
+    /// `Stalled`: one that stalls again (under `StallPolicy::Report`) while its previous
+    /// `Stalled` is unread is counted in [`Stats::stalled`] and listed in
+    /// [`ScanReport::stalled`](crate::ScanReport::stalled), not queued again. Watermark
+    /// changes are not events: see [`watermark`](FlushTracker::watermark) and
+    /// [`wait_watermark`](FlushTracker::wait_watermark).
+    ///
+    /// ```
+    /// use flushwatch::{Config, Event, FlushTracker};
+    /// let tracker = FlushTracker::new(Config::default().event_capacity(1))?;
+    /// let (a, b) = (tracker.register("a")?, tracker.register("b")?);
+    /// tracker.track(7, &[a.id(), b.id()])?;
+    /// drop(a); // pending: WriterDown
+    /// drop(b); // pending: WriterDown, queued beyond the capacity
+    /// let events: Vec<_> = tracker.events().try_iter().collect();
+    /// assert_eq!(events.len(), 2);
+    /// assert!(events.iter().all(|e| matches!(e, Event::WriterDown { .. })));
+    /// # Ok::<(), flushwatch::Error>(())
+    /// ```
     pub fn events(&self) -> crossbeam_channel::Receiver<Event<K>> {
-        self.shared().events_rx.clone()
+        self.shared().events.receiver()
     }
 
-    /// Events dropped because the queue was full.
+    /// Informational events dropped because the queue held `event_capacity` events.
     pub fn events_dropped(&self) -> u64 {
         // Relaxed: a statistic.
-        self.shared()
-            .counters
-            .events_dropped
-            .load(Ordering::Relaxed)
+        self.shared().events.dropped.load(Ordering::Relaxed)
     }
 
     /// Starts the background scanner: a thread named `flushwatch-scanner` that runs
@@ -576,7 +622,7 @@ where
             stalled: c.stalled.load(Ordering::Relaxed),
             evicted: c.evicted.load(Ordering::Relaxed),
             writers_down: c.writers_down.load(Ordering::Relaxed),
-            events_dropped: c.events_dropped.load(Ordering::Relaxed),
+            events_dropped: s.events.dropped.load(Ordering::Relaxed),
             scans: c.scans.load(Ordering::Relaxed),
             scan_panics: c.scan_panics.load(Ordering::Relaxed),
             last_scan: Duration::from_nanos(c.last_scan_nanos.load(Ordering::Relaxed)),
@@ -670,7 +716,8 @@ impl Drop for Scanner {
 /// })
 /// .join()
 /// .unwrap();
-/// assert_eq!(tracker.scan().watermark, 1);
+/// tracker.scan();
+/// assert_eq!(tracker.watermark(), 1);
 /// ```
 pub struct Writer<K> {
     // Kept small (32 bytes for a `u64` key): a consumer holding thousands of writers touches
@@ -725,11 +772,17 @@ impl<K> Writer<K> {
     /// shape is durable. **The hot path**: no lock, no allocation, no hash lookup, no syscall;
     /// a few loads and, when it is progress, two stores to the shape's own cache line.
     ///
-    /// Report only positions up to the highest commit this consumer has *received*: the
-    /// safety of the watermark assumes it. A position beyond what was sent counts as caught up
-    /// to what was sent, never more (a later `track` still makes the shape pending). A
-    /// position at or below the current flushed position is ignored and is not progress.
-    /// Reports from an evicted, removed or retired writer are ignored.
+    /// **The reporting contract** (the safety of the watermark assumes it): report only commit
+    /// positions this consumer has *received*, or [`Tracked::previous`] of a commit it
+    /// received (the producer hands it over with the transaction) when it has durably written
+    /// everything before that commit but not all of it. Never a position made by arithmetic on
+    /// a commit: positions are sparse. Reporting an earlier commit it received is safe but may
+    /// hold the watermark back.
+    ///
+    /// A position beyond what was sent counts as caught up to what was sent, never more (a
+    /// later `track` still makes the shape pending): this protects reports made before a later
+    /// `track`. A position at or below the current flushed position is ignored and is not
+    /// progress. Reports from an evicted, removed or retired writer are ignored.
     ///
     /// Progress refreshes the shape's tick and answers a challenge ([`is_suspected`](Writer::is_suspected)
     /// turns false).
@@ -741,7 +794,8 @@ impl<K> Writer<K> {
     /// tracker.track(10, &[w.id()]).unwrap();
     /// w.flushed(99); // beyond what was sent: clamped to 10
     /// tracker.track(20, &[w.id()]).unwrap();
-    /// assert_eq!(tracker.scan().watermark, 19, "pending again, durable up to 19");
+    /// tracker.scan();
+    /// assert_eq!(tracker.watermark(), 10, "pending again: durable up to the commit before 20");
     /// ```
     #[inline]
     pub fn flushed(&self, position: Offset) {
@@ -790,25 +844,6 @@ impl<K> Writer<K> {
             });
     }
 
-    /// [`flushed`](Writer::flushed)`(commit - 1)`: this consumer has durably written only part
-    /// of transaction `commit`. `flushed_partial(0)` does nothing.
-    ///
-    /// ```
-    /// use flushwatch::{Config, FlushTracker};
-    /// let tracker = FlushTracker::new(Config::default()).unwrap();
-    /// let w = tracker.register(1u8).unwrap();
-    /// tracker.track(5, &[w.id()]).unwrap();
-    /// tracker.track(9, &[w.id()]).unwrap();
-    /// w.flushed_partial(9);
-    /// assert_eq!(tracker.scan().watermark, 8);
-    /// ```
-    #[inline]
-    pub fn flushed_partial(&self, commit: Offset) {
-        if commit > 0 {
-            self.flushed(commit - 1);
-        }
-    }
-
     /// Says "alive, deliberately not flushing yet": refreshes the shape's tick and answers a
     /// challenge, without claiming anything durable. A healthy consumer that sees
     /// [`is_suspected`](Writer::is_suspected) during a long, legitimate pause calls it.
@@ -828,7 +863,8 @@ impl<K> Writer<K> {
         slot::is_suspected(self.slot().state.load(Ordering::Acquire))
     }
 
-    /// Whether this writer's shape was evicted (a stall) or removed: it is inert now.
+    /// Whether this writer's shape was evicted (a stall) or removed: it is inert now, and its
+    /// key is already free (an eviction frees the key before this turns true).
     pub fn is_evicted(&self) -> bool {
         // Acquire: pairs with the scanner's evicting CAS and with `remove`'s CAS.
         let phase = slot::phase(self.slot().state.load(Ordering::Acquire));
@@ -866,12 +902,19 @@ impl<K> Drop for Writer<K> {
         drop(producer); // before any map call or channel send
         let key = lock(&self.page.keys[self.off()]).take();
         let shared = &self.shared;
+        // Unregister this id whatever the phase was (an eviction or removal has usually done
+        // it already; `remove_if` by id is idempotent and never touches a newer shape of the
+        // key). The user's `Hash`/`Eq` run here: a panic in them must not abort a drop that
+        // runs during unwinding, nor keep the slot from going back to the free list.
+        let id = self.id();
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            (shared.unregister)(&shared.registry, &self.key, id)
+        }));
         if slot::is_live(prev) {
-            (shared.unregister)(&shared.registry, &self.key, self.id());
             if let (Some(cause), Some(key)) = (cause, key) {
                 // Relaxed: a statistic.
                 shared.counters.writers_down.fetch_add(1, Ordering::Relaxed);
-                shared.emit(Event::WriterDown { key, cause });
+                shared.events.action(Event::WriterDown { key, cause });
             }
         }
         shared.slab.release(self.index);

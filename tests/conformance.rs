@@ -45,6 +45,7 @@ fn the_public_types_have_the_promised_traits() {
     let t = flushwatch::Tracked {
         tracked: 1,
         skipped: 0,
+        previous: 0,
     };
     assert_eq!(t, flushwatch::Tracked::default().clone_with(1));
     // The re-exports are the versions the crate uses.
@@ -93,11 +94,16 @@ fn track_rejects_zero_and_regressions_and_changes_nothing() {
             got: 4
         })
     );
-    // Nothing changed: still pending on 5 with flushed 4, last_seen 5.
+    // Nothing changed: still pending on 5 with flushed 0 (start_at), last_seen 5.
     let s = t.status(&"a").unwrap();
-    assert_eq!((s.sent, s.flushed, s.pending), (5, 4, true));
+    assert_eq!((s.sent, s.flushed, s.pending), (5, 0, true));
     assert_eq!(t.last_seen(), 5);
-    assert_eq!(t.scan().watermark, 4);
+    assert_eq!(t.scan().watermark, 0);
+    assert_eq!(
+        t.track(9, &[]).unwrap().previous,
+        5,
+        "the errors left `previous` alone"
+    );
 }
 
 #[test]
@@ -122,11 +128,12 @@ fn track_skips_gone_ids_and_counts_each_once() {
 fn duplicate_register_leaves_the_existing_shape_untouched() {
     let t = tracker();
     let a = t.register("a").unwrap();
+    t.track(3, &[a.id()]).unwrap();
     t.track(7, &[a.id()]).unwrap();
     a.flushed(3);
     assert_eq!(t.register("a").unwrap_err(), Error::DuplicateShape);
     let s = t.status(&"a").unwrap();
-    assert_eq!((s.sent, s.flushed, s.pending), (7, 6, true));
+    assert_eq!((s.sent, s.flushed, s.pending), (7, 3, true));
     assert_eq!(t.id_of(&"a"), Some(a.id()));
     a.flushed(7);
     assert_eq!(t.scan().watermark, 7);
@@ -138,11 +145,13 @@ fn lower_and_repeated_reports_are_ignored() {
     let a = t.register("a").unwrap();
     t.track(10, &[a.id()]).unwrap();
     t.track(20, &[a.id()]).unwrap();
-    a.flushed(15);
-    a.flushed(12);
-    a.flushed(15);
-    assert_eq!(t.status(&"a").unwrap().flushed, 15);
-    assert_eq!(t.scan().watermark, 15);
+    t.track(30, &[a.id()]).unwrap();
+    a.flushed(20);
+    a.flushed(10);
+    a.flushed(20);
+    assert_eq!(t.status(&"a").unwrap().flushed, 20);
+    t.scan();
+    assert_eq!(t.watermark(), 20);
 }
 
 #[test]
@@ -160,20 +169,50 @@ fn overshoot_counts_as_caught_up_to_sent_and_a_later_track_is_pending() {
 }
 
 #[test]
-fn flushed_partial_zero_does_nothing() {
-    let t = tracker();
+fn a_partial_report_is_the_previous_commit_never_arithmetic() {
+    // Sparse positions, as Postgres end LSNs are: nothing between two commits is a position.
+    let t = FlushTracker::new(Config::default().start_at(0x1000)).unwrap();
     let a = t.register("a").unwrap();
-    t.track(1, &[a.id()]).unwrap();
-    a.flushed_partial(0);
+    let first = t.track(0x1A28, &[a.id()]).unwrap();
+    assert_eq!(first.previous, 0x1000, "start_at before any commit");
+    let second = t.track(0x2F10, &[a.id()]).unwrap();
+    assert_eq!(second.previous, 0x1A28);
+    // `a` wrote all of 0x1A28 and part of 0x2F10: it reports previous(0x2F10).
+    a.flushed(second.previous);
     let s = t.status(&"a").unwrap();
-    assert_eq!((s.flushed, s.pending), (0, true));
-    a.flushed_partial(1);
+    assert_eq!((s.flushed, s.pending), (0x1A28, true));
+    t.scan();
+    assert_eq!(t.watermark(), 0x1A28, "never 0x2F10 - 1");
+    // A keepalive with no shape moves last_seen and `previous` along.
+    let k = t.track(0x3000, &[]).unwrap();
+    assert_eq!((k.tracked, k.skipped, k.previous), (0, 0, 0x2F10));
+    a.flushed(0x2F10);
+    t.scan();
     assert_eq!(
-        t.status(&"a").unwrap().flushed,
-        0,
-        "partial(1) is flushed(0)"
+        t.watermark(),
+        0x3000,
+        "caught up: last_seen is acknowledged"
     );
-    assert_eq!(t.scan().watermark, 0);
+}
+
+#[test]
+fn a_caught_up_shape_is_raised_to_the_previous_commit_not_c_minus_1() {
+    // The defect behind this rule: with end LSNs, raising to `c - 1` acknowledges part of `c`
+    // to Postgres. The raise goes to the previous commit, so the watermark is always start_at
+    // or a tracked commit.
+    let t = tracker();
+    let [a, b, _c] = abc(&t);
+    t.track(0x100, &[a.id(), b.id()]).unwrap();
+    a.flushed(0x100);
+    b.flushed(0x100);
+    t.track(0x250, &[b.id()]).unwrap(); // touches only b
+    t.track(0x400, &[a.id()]).unwrap(); // a was caught up: durable up to 0x250
+    let s = t.status(&"a").unwrap();
+    assert_eq!((s.sent, s.flushed, s.pending), (0x400, 0x250, true));
+    b.flushed(0x250);
+    t.scan();
+    assert_eq!(t.watermark(), 0x250);
+    assert_ne!(t.watermark(), 0x3FF);
 }
 
 #[test]
@@ -234,15 +273,16 @@ fn invalid_configs_are_rejected_and_zero_grace_and_challenge_are_valid() {
 }
 
 #[test]
-fn nobody_reading_events_never_blocks_and_drops_are_counted() {
+fn nobody_reading_events_never_blocks_drops_informational_events_and_keeps_actions() {
     let (t, mock) = mocked(
         Config::default()
             .grace(Duration::ZERO)
             .challenge(Duration::ZERO)
             .event_capacity(4),
     );
-    for round in 0..20_000u64 {
-        let next = round + 1;
+    let rounds = 20_000u64;
+    for round in 0..rounds {
+        let next = 10 + round * 7;
         // A shape stuck forever under Evict, rebuilt every round: Suspected + Stalled per round.
         let w = t.register("stuck").unwrap();
         t.track(next, &[w.id()]).unwrap();
@@ -252,12 +292,28 @@ fn nobody_reading_events_never_blocks_and_drops_are_counted() {
         let r = t.scan();
         assert_eq!(r.stalled, vec!["stuck"], "round {round}");
     }
-    assert_eq!(t.events().len(), 4, "the queue stays bounded");
+    // Two Suspected fit before the queue reached its capacity; every Stalled is kept.
     assert_eq!(
         t.events_dropped(),
-        20_000 * 2 + 20_000 - 4,
-        "Suspected + Stalled + Advanced per round"
+        rounds - 2,
+        "the other Suspected were dropped"
     );
+    let events = events(&t);
+    assert_eq!(events.len() as u64, rounds + 2);
+    let stalled = events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::Stalled {
+                    key: "stuck",
+                    evicted: true,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(stalled as u64, rounds, "every eviction reaches the reader");
 }
 
 #[test]
@@ -318,49 +374,55 @@ fn electric_nothing_pending_acknowledges_last_seen() {
 
 #[test]
 fn electric_alternating_load() {
-    // Transactions alternate between a and b; each shape flushes one transaction behind.
+    // Transactions alternate between a and b at sparse positions; each shape flushes one
+    // transaction behind.
     let t = tracker();
     let [a, b, _c] = abc(&t);
+    let commits: Vec<u64> = (1..=20u64).map(|i| 100 * i + (i * i) % 37).collect();
     let mut expect = Vec::new();
     let mut got = Vec::new();
-    for commit in 1..=20u64 {
-        let (this, other) = if commit % 2 == 1 { (&a, &b) } else { (&b, &a) };
-        t.track(commit, &[this.id()]).unwrap();
+    let mut prev = 0;
+    for (i, &commit) in commits.iter().enumerate() {
+        let (this, other) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        assert_eq!(t.track(commit, &[this.id()]).unwrap().previous, prev);
         // The other shape flushes the transaction it got one step ago.
-        if commit > 1 {
-            other.flushed(commit - 1);
+        if i > 0 {
+            other.flushed(prev);
         }
-        got.push(t.scan().watermark);
-        // Only `this` is pending, on `commit` with flushed raised to `commit - 1`.
-        expect.push(commit - 1);
+        t.scan();
+        got.push(t.watermark());
+        // Only `this` is pending, on `commit`, raised to the previous commit.
+        expect.push(prev);
+        prev = commit;
     }
     assert_eq!(got, expect);
-    b.flushed(20);
-    assert_eq!(t.scan().watermark, 20);
+    b.flushed(prev);
+    t.scan();
+    assert_eq!(t.watermark(), prev);
 }
 
 #[test]
 fn electric_partial_flushes() {
     let t = tracker();
     let [a, b, _c] = abc(&t);
-    t.track(100, &[a.id(), b.id()]).unwrap();
-    t.track(200, &[a.id(), b.id()]).unwrap();
-    t.track(300, &[a.id()]).unwrap();
-    a.flushed_partial(200); // a durable up to 199
+    let p200 = t.track(100, &[a.id(), b.id()]).unwrap().previous;
+    assert_eq!(p200, 0);
+    let p200 = t.track(200, &[a.id(), b.id()]).unwrap().previous;
+    let p300 = t.track(300, &[a.id()]).unwrap().previous;
+    assert_eq!((p200, p300), (100, 200));
+    a.flushed(p200); // a wrote 100 and part of 200
     b.flushed(100);
-    assert_eq!(t.scan().watermark, 100);
-    b.flushed_partial(200);
-    assert_eq!(t.scan().watermark, 199);
+    t.scan();
+    assert_eq!(t.watermark(), 100);
     b.flushed(200); // b caught up
-    assert_eq!(t.scan().watermark, 199);
-    a.flushed(200);
-    // a reported 200 while pending on 300: the report is its flushed position (the c - 1
-    // raise applies only when a caught-up shape becomes pending).
-    assert_eq!(t.scan().watermark, 200);
-    a.flushed_partial(300);
-    assert_eq!(t.scan().watermark, 299);
+    t.scan();
+    assert_eq!(t.watermark(), 100, "a still holds 200 in part");
+    a.flushed(p300); // a wrote 200 and part of 300
+    t.scan();
+    assert_eq!(t.watermark(), 200);
     a.flushed(300);
-    assert_eq!(t.scan().watermark, 300);
+    t.scan();
+    assert_eq!(t.watermark(), 300);
 }
 
 #[test]
@@ -370,7 +432,11 @@ fn electric_removal_unpins() {
     t.track(5, &[a.id(), b.id(), c.id()]).unwrap();
     b.flushed(5);
     c.flushed(5);
-    assert_eq!(t.scan().watermark, 4);
+    assert_eq!(
+        t.scan().watermark,
+        0,
+        "a holds commit 5: durable up to start_at"
+    );
     assert_eq!(t.pinned_by().unwrap().key, "a");
     assert!(t.remove(&"a"));
     assert_eq!(t.scan().watermark, 5);
@@ -380,17 +446,23 @@ fn electric_removal_unpins() {
 
 #[test]
 fn electric_gaps_between_commits() {
-    // Commits far apart, shapes skipping many of them: the c - 1 raise acknowledges the gap.
+    // Commits far apart, shapes skipping many of them: the raise to the previous commit
+    // acknowledges what the other shapes left durable, and nothing in between.
     let t = tracker();
     let [a, b, _c] = abc(&t);
     t.track(1_000, &[a.id()]).unwrap();
     a.flushed(1_000);
     t.track(5_000, &[b.id()]).unwrap();
-    assert_eq!(t.scan().watermark, 4_999);
+    assert_eq!(t.scan().watermark, 1_000);
     t.track(9_000, &[a.id()]).unwrap();
-    assert_eq!(t.scan().watermark, 4_999);
+    assert_eq!(
+        t.status(&"a").unwrap().flushed,
+        5_000,
+        "a raised to the previous commit"
+    );
+    assert_eq!(t.scan().watermark, 1_000);
     b.flushed(5_000);
-    assert_eq!(t.scan().watermark, 8_999);
+    assert_eq!(t.scan().watermark, 5_000);
     a.flushed(9_000);
     assert_eq!(t.scan().watermark, 9_000);
 }
@@ -404,7 +476,7 @@ fn electric_overshoot_does_not_ack_later_transactions() {
     b.flushed(10);
     assert_eq!(t.scan().watermark, 10);
     t.track(20, &[a.id()]).unwrap();
-    assert_eq!(t.scan().watermark, 19);
+    assert_eq!(t.scan().watermark, 10, "a pending on 20: durable up to 10");
     a.flushed(20);
     assert_eq!(t.scan().watermark, 20);
 }
@@ -422,8 +494,8 @@ fn never_acknowledges_less_than_electric_on_sequential_input() {
     assert_eq!(t.scan().watermark, 10);
     t.track(12, &[a.id()]).unwrap();
     b.flushed(11);
-    // Electric: something pending -> 11; flushwatch: a pending on 12, durable to 11 -> 11.
-    assert!(t.scan().watermark >= 11);
+    // Electric: something pending -> 12 - 1; flushwatch: a pending on 12, durable to 11 -> 11.
+    assert_eq!(t.scan().watermark, 11);
 }
 
 #[test]
@@ -433,13 +505,15 @@ fn watermark_never_decreases_and_starts_at_start_at() {
     let a = t.register(1).unwrap();
     t.track(60, &[a.id()]).unwrap();
     assert_eq!(t.watermark(), 50, "changes only in scan");
-    assert_eq!(t.scan().watermark, 59);
+    assert_eq!(t.scan().watermark, 50);
+    a.flushed(60);
+    assert_eq!(t.scan().watermark, 60);
     // A late registration made pending at 70 never lowers what was published.
     let b = t.register(2).unwrap();
     t.track(70, &[b.id()]).unwrap();
-    assert_eq!(t.scan().watermark, 59);
-    a.flushed(60);
-    assert_eq!(t.scan().watermark, 69);
+    assert_eq!(t.scan().watermark, 60);
+    b.flushed(70);
+    assert_eq!(t.scan().watermark, 70);
 }
 
 // --- writer liveness -----------------------------------------------------------------------------
@@ -450,7 +524,7 @@ fn dropping_a_pending_writer_unpins_and_reports() {
     let [a, b, _c] = abc(&t);
     t.track(3, &[a.id(), b.id()]).unwrap();
     b.flushed(3);
-    assert_eq!(t.scan().watermark, 2);
+    assert_eq!(t.scan().watermark, 0);
     drop(a);
     assert_eq!(t.id_of(&"a"), None, "key free at once");
     assert_eq!(t.scan().watermark, 3);
@@ -526,7 +600,8 @@ fn a_stale_writer_never_touches_the_slot_s_next_shape() {
     t.track(4, &[b.id()]).unwrap();
     a.flushed(4);
     a.defer();
-    assert_eq!(t.status(&"b").unwrap().flushed, 3);
+    assert_eq!(t.status(&"b").unwrap().flushed, 0);
+    assert!(!t.status(&"b").unwrap().suspected);
     assert_eq!(t.track(5, &[old]).unwrap().skipped, 1);
 }
 
@@ -792,7 +867,7 @@ fn status_and_pinned_by_report_lag_and_idle() {
     let p = t.pinned_by().unwrap();
     assert_eq!(
         (p.key, p.flushed, p.sent, p.lag, p.idle),
-        ("b", 9, 15, 6, MS * 3)
+        ("b", 0, 15, 15, MS * 3)
     );
     let s = t.status(&"a").unwrap();
     assert_eq!((s.pending, s.idle, s.lag), (false, Duration::ZERO, 0));

@@ -44,6 +44,8 @@ fn fixed_seeds_match_model() {
         ("skipped ids", c.skipped),
         ("track errors", c.track_errors),
         ("defer answering a challenge", c.defer_answered),
+        ("ids of another tracker", c.foreign_skipped),
+        ("partial reports of previous(c)", c.partial_reports),
     ] {
         assert!(
             n >= 3,

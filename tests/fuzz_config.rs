@@ -70,10 +70,7 @@ fn edge(config: FuzzConfig) -> Input {
                 writer: 0,
                 pos: Pos::Max,
             },
-            FlushedPartial {
-                writer: 1,
-                pos: Pos::Zero,
-            },
+            FlushedPrevious { writer: 1 },
             Advance(Dur::Max),
             Scan,
             Scan,

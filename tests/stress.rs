@@ -1,11 +1,13 @@
 //! Multi-thread stress tests with an oracle.
 //!
-//! A producer tracks commits for random subsets of shapes and hands each commit to the shape's
-//! consumer; consumer threads make commits "durable" (the oracle's record) and report them,
-//! in batches and partially; a checker thread scans continuously. After every scan the oracle
-//! asserts that the published watermark
+//! A producer tracks sparse commits (random gaps, like LSNs) for random subsets of shapes and
+//! hands each commit, with its `Tracked::previous`, to the shape's consumer; consumer threads
+//! make commits "durable" (the oracle's record) and report them, in batches and partially
+//! (`previous(c)` for a transaction written in part); a checker thread scans continuously.
+//! After every scan the oracle asserts that the published watermark
 //! - never passes a commit that some live shape was sent and has not made durable,
 //! - never goes back,
+//! - is always `start_at` or a tracked commit (never a position between two commits),
 //! - and, once everyone has flushed everything, reaches the last commit.
 //!
 //! The oracle reads durability *after* each scan: durability only grows, so a commit that is
@@ -61,6 +63,8 @@ impl OracleShape {
 struct Msg {
     shape: usize,
     commit: u64,
+    /// `Tracked::previous` of the commit.
+    previous: u64,
 }
 
 struct Run {
@@ -73,8 +77,8 @@ struct Run {
     config: Config,
 }
 
-/// Runs the scenario; returns the final watermark and the tracker's stats.
-fn run(r: Run) -> (u64, flushwatch::Stats) {
+/// Runs the scenario; returns the final watermark, the last commit and the tracker's stats.
+fn run(r: Run) -> (u64, u64, flushwatch::Stats) {
     let tracker: FlushTracker<usize> = FlushTracker::new(r.config).unwrap();
     let oracle: Vec<Arc<OracleShape>> = (0..r.shapes).map(|_| OracleShape::new()).collect();
     let mut writers: Vec<Vec<(usize, Writer<usize>)>> =
@@ -88,7 +92,10 @@ fn run(r: Run) -> (u64, flushwatch::Stats) {
     let (txs, rxs): (Vec<Sender<Msg>>, Vec<Receiver<Msg>>) =
         (0..r.consumers).map(|_| unbounded()).unzip();
     let done = Arc::new(AtomicBool::new(false));
-    let last_commit = r.commits;
+    // Every commit tracked, ascending (appended by the producer before `track`), and start_at.
+    let tracked: Arc<Mutex<Vec<u64>>> = Arc::new(Mutex::new(vec![0]));
+    // The commit after which the wedge starts.
+    let wedge_from = Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
 
     std::thread::scope(|scope| {
         // The checker: scans and checks the oracle after every scan.
@@ -96,6 +103,7 @@ fn run(r: Run) -> (u64, flushwatch::Stats) {
             let tracker = tracker.clone();
             let oracle = oracle.clone();
             let done = done.clone();
+            let tracked = tracked.clone();
             scope.spawn(move || {
                 let mut prev = 0;
                 let mut scans = 0u64;
@@ -106,6 +114,10 @@ fn run(r: Run) -> (u64, flushwatch::Stats) {
                     scans += 1;
                     let w = report.watermark;
                     assert!(w >= prev, "watermark went back: {prev} -> {w}");
+                    assert!(
+                        tracked.lock().unwrap().binary_search(&w).is_ok(),
+                        "watermark {w} is neither start_at nor a tracked commit"
+                    );
                     prev = w;
                     for key in &report.stalled {
                         // Relaxed: read by this thread only.
@@ -135,6 +147,7 @@ fn run(r: Run) -> (u64, flushwatch::Stats) {
         let mut consumer_handles = Vec::new();
         for (ci, (mine, rx)) in writers.into_iter().zip(rxs).enumerate() {
             let oracle = oracle.clone();
+            let wedge_from = wedge_from.clone();
             let wedge = if ci == 0 { r.wedge } else { None };
             consumer_handles.push(scope.spawn(move || {
                 let mut rng = Rng(ci as u64 + 1);
@@ -147,17 +160,17 @@ fn run(r: Run) -> (u64, flushwatch::Stats) {
                 let process = |m: Msg, rng: &mut Rng, unreported: &mut Vec<Option<u64>>| {
                     let i = index[&m.shape];
                     let (_, w) = &mine[i];
+                    if rng.below(4) == 0 {
+                        // Part of this transaction written, everything before it durable: the
+                        // reporting contract says `previous(c)`, never `c - 1`.
+                        w.flushed(m.previous);
+                    }
                     // Durable: pop it from the oracle, then (maybe later) report.
                     let popped = oracle[m.shape].undurable.lock().unwrap().pop_front();
                     assert_eq!(popped, Some(m.commit), "consumer sees commits in order");
-                    match rng.below(4) {
+                    match rng.below(3) {
                         0 => {
                             w.flushed(m.commit);
-                            unreported[i] = None;
-                        }
-                        1 => {
-                            // Half of the next transaction written: a partial report.
-                            w.flushed_partial(m.commit + 1);
                             unreported[i] = None;
                         }
                         _ => unreported[i] = Some(m.commit),
@@ -172,7 +185,9 @@ fn run(r: Run) -> (u64, flushwatch::Stats) {
                 };
                 for m in rx.iter() {
                     if let (Some(d), Some(ws)) = (wedge, wedged_shape) {
-                        if m.shape == ws && m.commit > last_commit / 4 && wedged_until.is_none() {
+                        // Relaxed: set by the producer before it sent this message.
+                        let from = wedge_from.load(Ordering::Relaxed);
+                        if m.shape == ws && m.commit > from && wedged_until.is_none() {
                             wedged_until = Some(Instant::now() + d);
                         }
                         if let Some(until) = wedged_until {
@@ -210,7 +225,14 @@ fn run(r: Run) -> (u64, flushwatch::Stats) {
         // The producer.
         let mut rng = Rng(99);
         let mut named = Vec::new();
-        for commit in 1..=r.commits {
+        let mut commit = 0u64;
+        for n in 1..=r.commits {
+            // Sparse positions: a random gap of 1 to 1000 between commits.
+            commit += 1 + rng.below(1000);
+            if n == r.commits / 4 {
+                // Relaxed: read by a consumer after it receives a later message on a channel.
+                wedge_from.store(commit, Ordering::Relaxed);
+            }
             named.clear();
             let k = 1 + rng.below(3);
             for _ in 0..k {
@@ -223,14 +245,20 @@ fn run(r: Run) -> (u64, flushwatch::Stats) {
                 oracle[s].undurable.lock().unwrap().push_back(commit);
             }
             let shape_ids: Vec<ShapeId> = named.iter().map(|&s| ids[s]).collect();
-            tracker.track(commit, &shape_ids).unwrap();
+            tracked.lock().unwrap().push(commit);
+            let previous = tracker.track(commit, &shape_ids).unwrap().previous;
             for &s in &named {
-                txs[s % r.consumers].send(Msg { shape: s, commit }).unwrap();
+                let msg = Msg {
+                    shape: s,
+                    commit,
+                    previous,
+                };
+                txs[s % r.consumers].send(msg).unwrap();
             }
-            if commit % 64 == 0 {
+            if n % 64 == 0 {
                 std::thread::yield_now();
             }
-            if r.wedge.is_some() && commit % 256 == 0 {
+            if r.wedge.is_some() && n % 256 == 0 {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
@@ -246,14 +274,14 @@ fn run(r: Run) -> (u64, flushwatch::Stats) {
         let final_w = tracker.scan().watermark;
         assert!(final_w >= last);
         drop(writers);
-        (final_w, tracker.stats())
+        (final_w, commit, tracker.stats())
     })
 }
 
 #[test]
 fn stress_watermark_is_safe_monotone_and_complete() {
     let commits = 100_000;
-    let (w, stats) = run(Run {
+    let (w, last, stats) = run(Run {
         shapes: 16,
         consumers: 2,
         commits,
@@ -261,7 +289,7 @@ fn stress_watermark_is_safe_monotone_and_complete() {
         config: Config::default(),
     });
     assert_eq!(
-        w, commits,
+        w, last,
         "everyone flushed everything: the watermark reaches the last commit"
     );
     assert_eq!(stats.evicted, 0);
@@ -272,7 +300,7 @@ fn stress_with_a_wedged_consumer_and_eviction_stays_safe() {
     // Real clock, short grace: the wedged shape is evicted; everything else stays safe, and
     // the watermark still reaches the end.
     let commits = 30_000;
-    let (w, stats) = run(Run {
+    let (w, last, stats) = run(Run {
         shapes: 8,
         consumers: 2,
         commits,
@@ -284,7 +312,7 @@ fn stress_with_a_wedged_consumer_and_eviction_stays_safe() {
             .scan_interval(Duration::from_millis(1))
             .stall_policy(StallPolicy::Evict),
     });
-    assert_eq!(w, commits);
+    assert_eq!(w, last);
     assert!(
         stats.evicted >= 1,
         "the wedged shape was evicted: {stats:?}"

@@ -1,5 +1,6 @@
-//! Arbitrary operation sequences (register, track, track_keys, flushed, flushed_partial,
-//! defer, retire, drop, remove, time steps, scan) through the lock-free tracker and the
+//! Arbitrary operation sequences (register, track with sparse commits, track_keys, flushed of
+//! received commits or their `previous`, ids of another tracker, defer, retire, drop, remove,
+//! time steps, scan) through the lock-free tracker and the
 //! sequential model (`flushwatch::model`), compared after every step.
 //!
 //! The decoder and the checker are `tests/support/ops.rs`, shared with `tests/differential.rs`,

@@ -12,7 +12,7 @@
 //!   while a scanner runs (or `ScannerSpawn`), and a stopped scanner can always be restarted;
 //! - the published watermark starts at `start_at`, never decreases and never passes
 //!   `last_seen`; statuses are self-consistent; the event queue never holds more than its
-//!   capacity; no scan panics.
+//!   capacity plus the action events emitted; no scan panics.
 //!
 //! Shared by `fuzz/fuzz_targets/config.rs` and `tests/fuzz_config.rs` (which replays the saved
 //! corpus and fixed seeds on stable), through `#[path]`.
@@ -135,11 +135,26 @@ pub enum Pos {
 #[derive(Debug, Clone, Arbitrary)]
 pub enum Op {
     Register(u8),
-    Track { commit: Commit, writers: Vec<u8> },
-    TrackStale { commit: Commit, ids: Vec<u8> },
-    TrackKeys { commit: Commit, keys: Vec<u8> },
-    Flushed { writer: u8, pos: Pos },
-    FlushedPartial { writer: u8, pos: Pos },
+    Track {
+        commit: Commit,
+        writers: Vec<u8>,
+    },
+    TrackStale {
+        commit: Commit,
+        ids: Vec<u8>,
+    },
+    TrackKeys {
+        commit: Commit,
+        keys: Vec<u8>,
+    },
+    Flushed {
+        writer: u8,
+        pos: Pos,
+    },
+    /// `flushed(previous)` with the `Tracked::previous` of the last successful `track`.
+    FlushedPrevious {
+        writer: u8,
+    },
     Defer(u8),
     Retire(u8),
     Drop(u8),
@@ -242,6 +257,7 @@ pub fn run(input: &Input) {
         scanner: None,
         watermark: start_at,
         concurrent: false,
+        previous: std::cell::Cell::new(start_at),
     };
     for op in &input.ops {
         run.apply(op);
@@ -265,6 +281,8 @@ struct Run {
     watermark: Offset,
     /// Whether a scanner thread ever ran (scans then race the harness's operations).
     concurrent: bool,
+    /// `Tracked::previous` of the last successful `track`.
+    previous: std::cell::Cell<Offset>,
 }
 
 impl Run {
@@ -319,6 +337,8 @@ impl Run {
                 );
                 assert!(t.tracked + t.skipped <= named, "{t:?} for {named} names");
                 assert_eq!(self.tracker.last_seen(), commit);
+                assert_eq!(t.previous, before, "previous is the last_seen before");
+                self.previous.set(t.previous);
             }
             Err(Error::ZeroCommit) => {
                 assert_eq!(commit, 0);
@@ -393,10 +413,10 @@ impl Run {
                     w.flushed(p);
                 }
             }
-            Op::FlushedPartial { writer, pos } => {
-                let p = self.pos(*pos);
+            Op::FlushedPrevious { writer } => {
+                let p = self.previous.get();
                 if let Some(w) = self.writer(*writer) {
-                    w.flushed_partial(p);
+                    w.flushed(p);
                 }
             }
             Op::Defer(w) => {
@@ -494,9 +514,13 @@ impl Run {
         assert!(w >= self.start_at);
         assert!(w <= self.tracker.last_seen());
         self.watermark = w;
+        // Informational events stop at the capacity; action events (one per stall or writer
+        // down) are queued beyond it.
+        let stats = self.tracker.stats();
+        let actions = stats.stalled.saturating_add(stats.writers_down);
         assert!(
-            self.tracker.events().len() <= self.capacity,
-            "the event queue holds more than its capacity"
+            (self.tracker.events().len() as u64) <= (self.capacity as u64).saturating_add(actions),
+            "the event queue holds more than its capacity plus the action events"
         );
     }
 

@@ -42,28 +42,29 @@ pub enum StartAt {
 #[derive(Debug, Clone)]
 pub enum Op {
     Register(u8),
-    /// `track(last_seen + step, writers named by index)`; step 0 is a regression, `zero` tries commit 0.
+    /// `track(next commit, writers named by index)`: commits are sparse (random gaps, like
+    /// LSNs); one step in sixteen is a regression, `zero` tries commit 0.
     Track {
         step: u8,
         writers: Vec<u8>,
         zero: bool,
     },
-    /// `track_keys(last_seen + step, keys)`.
+    /// `track_keys(next commit, keys)`.
     TrackKeys {
         step: u8,
         keys: Vec<u8>,
     },
-    /// `flushed(sent - back)`, or `flushed(sent + back)` when `over`.
+    /// `flushed` of a commit the writer received (`back` commits before its newest), or of
+    /// that commit's `previous` when `partial` (the reporting contract); or, when `over`, of a
+    /// position beyond what was sent (clamped: the bad-input rule).
     Flushed {
         writer: u8,
         back: u8,
         over: bool,
+        partial: bool,
     },
-    /// `flushed_partial(sent - back)`.
-    FlushedPartial {
-        writer: u8,
-        back: u8,
-    },
+    /// `track` naming an id made by another tracker (skipped, counted).
+    Foreign(u8),
     Defer(u8),
     Retire(u8),
     Drop {
@@ -97,15 +98,13 @@ impl<'a> Arbitrary<'a> for Op {
                 step: u8::arbitrary(u)?,
                 keys: small(u)?,
             },
-            33..=50 => Op::Flushed {
+            33..=53 => Op::Flushed {
                 writer: u8::arbitrary(u)?,
                 back: u8::arbitrary(u)?,
-                over: u.ratio(1, 6)?,
+                over: u.ratio(1, 8)?,
+                partial: u.ratio(1, 4)?,
             },
-            51..=55 => Op::FlushedPartial {
-                writer: u8::arbitrary(u)?,
-                back: u8::arbitrary(u)?,
-            },
+            54..=55 => Op::Foreign(u8::arbitrary(u)?),
             56..=59 => Op::Defer(u8::arbitrary(u)?),
             60..=61 => Op::Retire(u8::arbitrary(u)?),
             62..=64 => Op::Drop {
@@ -154,6 +153,8 @@ impl Run {
 struct Held {
     writer: Writer<u8>,
     id: ModelId,
+    /// The commits tracked for this shape, with their `Tracked::previous`, newest last.
+    received: Vec<(Offset, Offset)>,
 }
 
 /// The tracker and the model side by side.
@@ -163,6 +164,12 @@ pub struct Harness {
     mock: Arc<Mock>,
     now: u64,
     writers: Vec<Held>,
+    /// `start_at` and every commit handed to `track`: the only values a watermark may take.
+    positions: BTreeSet<Offset>,
+    /// A second tracker, whose ids `Op::Foreign` hands to the first.
+    foreign: FlushTracker<u8>,
+    foreign_writers: Vec<Writer<u8>>,
+    last_watermark: Offset,
     /// How many operations ran.
     pub steps: usize,
     /// Which rules the run reached.
@@ -183,6 +190,8 @@ pub struct Coverage {
     pub skipped: usize,
     pub track_errors: usize,
     pub defer_answered: usize,
+    pub foreign_skipped: usize,
+    pub partial_reports: usize,
 }
 
 impl Coverage {
@@ -197,6 +206,8 @@ impl Coverage {
         self.skipped += o.skipped;
         self.track_errors += o.track_errors;
         self.defer_answered += o.defer_answered;
+        self.foreign_skipped += o.foreign_skipped;
+        self.partial_reports += o.partial_reports;
     }
 }
 
@@ -236,12 +247,20 @@ impl Harness {
             policy,
             lag_window,
         });
+        let foreign = FlushTracker::new(Config::default()).expect("valid config");
+        let foreign_writers = (0..KEYS)
+            .map(|k| foreign.register(k).expect("fresh key"))
+            .collect();
         Harness {
             tracker,
             model,
             mock,
             now: 0,
             writers: Vec::new(),
+            positions: BTreeSet::from([start_at]),
+            foreign,
+            foreign_writers,
+            last_watermark: start_at,
             steps: 0,
             coverage: Coverage::default(),
         }
@@ -262,12 +281,24 @@ impl Harness {
         (!self.writers.is_empty()).then(|| usize::from(i) % self.writers.len())
     }
 
-    /// The position a writer op aims at: relative to the shape's sent.
-    fn sent_of(&self, i: usize) -> Offset {
-        let key = *self.writers[i].writer.key();
-        match self.model.status(&key, self.now) {
-            Some(s) if self.model.id_of(&key) == Some(self.writers[i].id) => s.sent,
-            _ => self.model.last_seen(),
+    /// The next commit: a sparse step above `last_seen` (gaps of 1 to 4096, like LSNs), or a
+    /// regression (one step in sixteen).
+    fn next_commit(&self, step: u8) -> Offset {
+        let last = self.model.last_seen();
+        if step % 16 == 0 {
+            return last.saturating_sub(u64::from(step % 3));
+        }
+        let gap = 1 + (u64::from(step) * 2_654_435_761 + self.steps as u64 * 40_503) % 4096;
+        last.saturating_add(gap)
+    }
+
+    /// Records a successful `track` of `commit` for the shapes the model counted.
+    fn received(&mut self, commit: Offset, previous: Offset, named: &[ModelId]) {
+        self.positions.insert(commit);
+        for h in self.writers.iter_mut() {
+            if named.contains(&h.id) && self.model.ended(h.id).is_none() {
+                h.received.push((commit, previous));
+            }
         }
     }
 
@@ -280,7 +311,11 @@ impl Harness {
                 let t = self.tracker.register(key);
                 let m = self.model.register(key, now);
                 match (t, m) {
-                    (Ok(writer), Ok(id)) => self.writers.push(Held { writer, id }),
+                    (Ok(writer), Ok(id)) => self.writers.push(Held {
+                        writer,
+                        id,
+                        received: Vec::new(),
+                    }),
                     (Err(a), Err(b)) => assert_eq!(a, b, "register({key}) errors differ"),
                     (t, m) => panic!("register({key}): tracker {t:?}, model {m:?}"),
                 }
@@ -290,13 +325,7 @@ impl Harness {
                 writers,
                 zero,
             } => {
-                let commit = if *zero {
-                    0
-                } else {
-                    // One step in sixteen is a regression (0).
-                    let step = if step % 16 == 0 { 0 } else { 1 + step % 4 };
-                    self.model.last_seen().saturating_add(u64::from(step))
-                };
+                let commit = if *zero { 0 } else { self.next_commit(*step) };
                 let mut ids = Vec::new();
                 let mut mids = Vec::new();
                 for &w in writers.iter().take(8) {
@@ -308,35 +337,65 @@ impl Harness {
                 let t = self.tracker.track(commit, &ids);
                 let m = self.model.track(commit, &mids, now);
                 assert_eq!(t, m, "track({commit}, {mids:?})");
+                if let Ok(t) = t {
+                    self.received(commit, t.previous, &mids);
+                }
                 self.count_track(&t);
             }
             Op::TrackKeys { step, keys } => {
-                let step = if step % 16 == 0 { 0 } else { 1 + step % 4 };
-                let commit = self.model.last_seen().saturating_add(u64::from(step));
+                let commit = self.next_commit(*step);
                 let keys: Vec<u8> = keys.iter().take(8).map(|k| k % KEYS).collect();
+                let mids: Vec<ModelId> = keys.iter().filter_map(|k| self.model.id_of(k)).collect();
                 let t = self.tracker.track_keys(commit, &keys);
                 let m = self.model.track_keys(commit, &keys, now);
                 assert_eq!(t, m, "track_keys({commit}, {keys:?})");
+                if let Ok(t) = t {
+                    self.received(commit, t.previous, &mids);
+                }
                 self.count_track(&t);
             }
-            Op::Flushed { writer, back, over } => {
+            Op::Flushed {
+                writer,
+                back,
+                over,
+                partial,
+            } => {
                 if let Some(i) = self.pick(*writer) {
-                    let sent = self.sent_of(i);
-                    let p = if *over {
-                        sent.saturating_add(u64::from(*back))
-                    } else {
-                        sent.saturating_sub(u64::from(*back % 8))
+                    let h = &self.writers[i];
+                    let p = match h.received.len() {
+                        _ if *over => {
+                            let newest = h.received.last().map_or(0, |r| r.0);
+                            newest.saturating_add(1 + u64::from(*back))
+                        }
+                        0 => return,
+                        n => {
+                            let (commit, previous) = h.received[n - 1 - usize::from(*back % 8) % n];
+                            if *partial {
+                                self.coverage.partial_reports += 1;
+                                previous
+                            } else {
+                                commit
+                            }
+                        }
                     };
                     self.writers[i].writer.flushed(p);
                     self.model.flushed(self.writers[i].id, p, now);
                 }
             }
-            Op::FlushedPartial { writer, back } => {
-                if let Some(i) = self.pick(*writer) {
-                    let c = self.sent_of(i).saturating_sub(u64::from(*back % 4));
-                    self.writers[i].writer.flushed_partial(c);
-                    self.model.flushed_partial(self.writers[i].id, c, now);
+            Op::Foreign(w) => {
+                let foreign = self.foreign_writers[usize::from(*w % KEYS)].id();
+                let commit = self.next_commit(w | 1);
+                let t = self.tracker.track(commit, &[foreign]);
+                // The model has never seen this id: it is skipped like a gone shape's.
+                let m = self.model.track(commit, &[ModelId(u64::MAX)], now);
+                assert_eq!(t, m, "track({commit}, [an id of another tracker])");
+                if let Ok(t) = t {
+                    assert_eq!(t.skipped, 1, "a foreign id is skipped");
+                    self.coverage.foreign_skipped += 1;
+                    self.received(commit, t.previous, &[]);
                 }
+                self.count_track(&t);
+                assert!(self.foreign.status(&(w % KEYS)).is_some());
             }
             Op::Defer(w) => {
                 if let Some(i) = self.pick(*w) {
@@ -422,11 +481,16 @@ impl Harness {
 
     /// Every observable agrees.
     pub fn check(&mut self, op: &Op) {
-        assert_eq!(
-            self.tracker.watermark(),
-            self.model.watermark(),
-            "watermark after {op:?}"
+        let w = self.tracker.watermark();
+        assert_eq!(w, self.model.watermark(), "watermark after {op:?}");
+        assert!(
+            self.positions.contains(&w),
+            "watermark {w} is neither start_at nor a tracked commit, after {op:?}"
         );
+        if w > self.last_watermark {
+            self.coverage.advanced += 1;
+        }
+        self.last_watermark = w;
         assert!(
             self.model.watermark() <= self.model.safe_bound().max(self.model.watermark()),
             "model sanity"
@@ -473,7 +537,6 @@ impl Harness {
         for e in &m_events {
             let c = &mut self.coverage;
             match e.split([' ', '{']).next().unwrap_or("") {
-                "Advanced" => c.advanced += 1,
                 "Suspected" => c.suspected += 1,
                 "Stalled" if e.contains("evicted: true") => c.evicted += 1,
                 "Stalled" => c.stalled_reported += 1,
