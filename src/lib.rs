@@ -25,22 +25,26 @@
 //! let users = tracker.register("users")?;
 //! let _scanner = tracker.spawn_scanner()?; // watermark + stall detection in the background
 //!
-//! // Producer: commit 100 touches both shapes, commit 101 only `orders`.
+//! // Producer: commit 100 touches both shapes, commit 164 only `orders` (positions are
+//! // sparse: for Postgres, commit end LSNs).
 //! tracker.track(100, &[orders.id(), users.id()])?;
-//! tracker.track(101, &[orders.id()])?;
+//! let t = tracker.track(164, &[orders.id()])?;
+//! assert_eq!(t.previous, 100); // handed to the consumers with the transaction
 //!
 //! // Consumers, after fsync: the hot path, no lock.
 //! users.flushed(100);
-//! orders.flushed(101);
+//! orders.flushed(164);
 //!
-//! assert_eq!(tracker.scan().watermark, 101); // safe to acknowledge 101
+//! // The scanner publishes the safe position: wait for it (or read `watermark()`).
+//! assert_eq!(tracker.wait_watermark(164, Duration::from_secs(5)), 164);
 //! # Ok::<(), flushwatch::Error>(())
 //! ```
 //!
 //! # Design
 //!
 //! - **Slots.** Each shape has a 64-byte, cache-line-aligned slot of atomics (`src/slot.rs`).
-//!   Every field has one writer: the producer writes `sent` and the `c - 1` raise, the shape's
+//!   Every field has one writer: the producer writes `sent` and the raise (to the previous
+//!   commit, never `c - 1`: positions are sparse), the shape's
 //!   [`Writer`] writes its reported position and its progress tick, the scanner writes only on
 //!   a state change. The flushed position is `max(reported, raise)`, so the producer and the
 //!   writer can never lose each other's update.
@@ -69,25 +73,37 @@
 //!
 //! - **Safety.** The published watermark never exceeds the largest `P` such that every
 //!   transaction with commit `<= P` is durable in every live shape it was tracked for
-//!   (evicted, removed and dropped shapes no longer count), provided each consumer reports only
-//!   positions up to the highest commit it has received.
+//!   (evicted, removed and dropped shapes no longer count), provided each consumer follows the
+//!   reporting contract: it reports only commits it received, or [`Tracked::previous`] of one.
+//! - **Whole transactions.** The published watermark is always `start_at` or a commit handed to
+//!   `track`, never a position between two commits, so acknowledging it acknowledges whole
+//!   transactions under any LSN convention (start or end of the commit record).
 //! - **Monotonicity.** The published watermark starts at `start_at`, changes only in `scan`,
 //!   and never decreases.
 //! - **Exactness.** On sequential input the tracker computes exactly what the reference model
 //!   ([`model`]) computes. When a `flushed` races the `track` that makes its shape pending, the
 //!   watermark may be lower until the next report, never higher.
 //! - **Liveness.** A stuck writer is stalled no later than `grace + challenge + 2 *
-//!   scan_interval` (plus one scan's duration) after its last progress.
+//!   scan_interval + r` (plus one scan's duration) after the later of its last progress and
+//!   the scanner's first scan; `r <= scan_interval` is the tick resolution (see "Ticks").
+//! - **No false suspicion.** A shape whose last progress (becoming pending, a higher flushed
+//!   position, a `defer`) was `grace` or less before a scan is never overdue in that scan,
+//!   whatever the cadence: manual scans hours apart, the first scan after a backfill, a paused
+//!   VM.
 //!
 //! # Ticks
 //!
 //! Progress is stamped with a tick from [`Config::clock`]. With a real clock, the tick the hot
-//! path stores is the one the last scan published: resolution one `scan_interval`, so a tick
-//! may be up to one interval older than the progress it stamps, never newer. (Reading the
-//! clock on every flush would cost ~10 ns, several times the rest of the hot path, and
-//! `quanta`'s process-global `Upkeep` is not a library's to own.) With `quanta::Clock::mock()`
-//! every tick is read exactly, so tests are deterministic. Elapsed time saturates: a tick from
-//! the future counts as zero.
+//! path stores is the one the last scan published (one `Relaxed` load; reading the clock on
+//! every flush would cost ~10 ns, several times the rest of the hot path, and `quanta`'s
+//! process-global `Upkeep` is not a library's to own). Such a tick is only a *lower* bound of
+//! the progress time, so the scan never judges idleness by it: it remembers, per pending shape,
+//! the flushed position and the `defer` counter it saw, and a change first seen by a scan is
+//! dated by the *end* of that scan, an upper bound of the progress time. A shape is therefore
+//! never judged idle for longer than it was; the price is the resolution `r`, the time between
+//! two scans (one `scan_interval` with the background scanner), by which detection can come
+//! later. With `quanta::Clock::mock()` every tick is read exactly and used as is, so tests are
+//! deterministic. Elapsed time saturates: a tick from the future counts as zero.
 //!
 //! # Stall detection
 //!

@@ -575,8 +575,10 @@ where
     /// let tracker = FlushTracker::new(Config::default()).unwrap();
     /// let w = tracker.register("a").unwrap();
     /// tracker.track(4, &[w.id()]).unwrap();
+    /// tracker.track(9, &[w.id()]).unwrap();
+    /// w.flushed(4);
     /// let s = tracker.status(&"a").unwrap();
-    /// assert_eq!((s.sent, s.flushed, s.pending, s.lag), (4, 3, true, 1));
+    /// assert_eq!((s.sent, s.flushed, s.pending, s.lag), (9, 4, true, 5));
     /// ```
     pub fn status(&self, key: &K) -> Option<ShapeStatus<K>> {
         let shared = self.shared();

@@ -31,7 +31,8 @@ fn a_wedged_writer_is_stalled_within_the_bound_and_the_healthy_one_never_suspect
     let grace = Duration::from_millis(100);
     let challenge = Duration::from_millis(50);
     let interval = Duration::from_millis(20);
-    let bound = grace + challenge + 2 * interval;
+    // SPEC: grace + challenge + 2 * scan_interval + r, with r = scan_interval here.
+    let bound = grace + challenge + 3 * interval;
     let tracker = FlushTracker::new(
         Config::default()
             .grace(grace)
@@ -185,4 +186,47 @@ fn the_scanner_runs_at_a_fixed_rate() {
         (25..=52).contains(&scans),
         "{scans} scans in 505 ms at 10 ms"
     );
+}
+
+#[test]
+fn real_clock_manual_scans_far_apart_never_suspect_a_shape_that_just_progressed() {
+    // The cadence rule on a real clock: scans three graces apart, challenge 0, a consumer
+    // that progresses right before each scan. In 0.1 the coarse tick dated its progress to the
+    // previous scan, and two back-to-back scans evicted it.
+    let _serial = serial();
+    let grace = Duration::from_millis(40);
+    let tracker = FlushTracker::new(
+        Config::default()
+            .grace(grace)
+            .challenge(Duration::ZERO)
+            .scan_interval(Duration::from_millis(10)),
+    )
+    .unwrap();
+    let w = tracker.register("a").unwrap();
+    let mut commits = vec![4_096u64, 8_192];
+    for &c in &commits {
+        tracker.track(c, &[w.id()]).unwrap();
+    }
+    tracker.scan();
+    for round in 0..6 {
+        std::thread::sleep(grace * 3);
+        w.flushed(commits[round]); // progress, still pending
+        let r = tracker.scan();
+        assert!(r.suspected.is_empty(), "round {round}: {r:?}");
+        let r = tracker.scan();
+        assert!(
+            r.suspected.is_empty() && r.stalled.is_empty(),
+            "round {round}: {r:?}"
+        );
+        let next = commits[commits.len() - 1] + 4_096;
+        tracker.track(next, &[w.id()]).unwrap();
+        commits.push(next);
+    }
+    assert!(!w.is_evicted());
+    // And a real stall is still caught: no progress for longer than the grace.
+    std::thread::sleep(grace * 2);
+    assert_eq!(tracker.scan().suspected, vec!["a"]);
+    std::thread::sleep(Duration::from_millis(1));
+    assert_eq!(tracker.scan().stalled, vec!["a"]);
+    assert!(w.is_evicted());
 }
