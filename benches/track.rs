@@ -7,7 +7,7 @@
 //! - `flushwatch`: the steady state of a busy pipeline, every named shape already pending (its
 //!   consumers have not caught up), so `track` raises `sent` and nothing else.
 //! - `flushwatch_wake`: every named shape caught up before each commit, so `track` makes it
-//!   pending (raise to `c - 1`, fresh tick). Each iteration is `k` writer flushes (the consumers
+//!   pending (raise to the previous commit, fresh tick). Each iteration is `k` writer flushes (the consumers
 //!   catching up) plus the `track`: the figure includes one `flushed` per shape (~1-3 ns, see
 //!   `benches/flush.rs`).
 //! - baselines: the steady state, like `flushwatch`. The actor's timing is end to end (a round
@@ -81,10 +81,16 @@ fn bench_flushwatch_wake(g: &mut BenchmarkGroup<'_, WallTime>, k: usize) {
             );
         })
     });
-    if commit > 0 {
+    if commit > 1 {
         let report = tracker.scan();
         assert_eq!(report.pending, k, "the named shapes are pending again");
-        assert_eq!(report.watermark, commit - 1, "raised to c - 1");
+        let previous = tracker.track(commit + 1, &[]).expect("increasing").previous;
+        assert_eq!(previous, commit);
+        assert_eq!(
+            tracker.status(mine[0].key()).map(|s| s.flushed),
+            Some(commit - 1),
+            "raised to the previous commit (dense commits here)"
+        );
     }
 }
 

@@ -5,7 +5,7 @@
 //! `flushwatch` and like the reference [`Model`]:
 //!
 //! - `track(c, shapes)`: `sent(s) = c`; a caught-up shape that becomes pending has its flushed
-//!   position raised to `c - 1`; `last_seen = c`.
+//!   position raised to the previous commit (`last_seen` before this `track`); `last_seen = c`.
 //! - `flushed(s, p)`: `p` is clamped to `sent(s)`; only a strict increase is progress.
 //! - `watermark()`: `min(last_seen, min flushed(s) over pending s)`.
 //!
@@ -72,10 +72,11 @@ impl Entry {
         self.flushed < self.sent
     }
 
-    /// Applies `track(commit)`. Returns the new flushed position when the shape just became
-    /// pending (raised to `commit - 1`), `None` when it was pending already.
+    /// Applies `track(commit)`, `previous` being the commit tracked before it. Returns the new
+    /// flushed position when the shape just became pending (raised to `previous`), `None` when
+    /// it was pending already.
     #[inline]
-    pub fn track(&mut self, commit: u64) -> Option<u64> {
+    pub fn track(&mut self, commit: u64, previous: u64) -> Option<u64> {
         let was_pending = self.pending();
         self.sent = commit;
         if was_pending {
@@ -83,7 +84,7 @@ impl Entry {
         } else {
             // Caught up (`flushed == sent < commit`): durable for all it was sent before, and
             // the commits in between did not touch it.
-            self.flushed = commit - 1;
+            self.flushed = previous;
             Some(self.flushed)
         }
     }
@@ -155,7 +156,7 @@ impl ElectricState {
     pub fn track(&mut self, commit: u64, shapes: &[Shape]) {
         for s in shapes {
             if let Some(e) = self.shapes.get_mut(s) {
-                if let Some(raised) = e.track(commit) {
+                if let Some(raised) = e.track(commit, self.last_seen) {
                     self.min_tree.entry(raised).or_default().insert(*s);
                 }
             }
@@ -236,9 +237,10 @@ impl Design for MutexMap {
     }
     fn track(&self, commit: u64, shapes: &[Shape]) {
         let mut st = lock(&self.0);
+        let previous = st.last_seen;
         for s in shapes {
             if let Some(e) = st.shapes.get_mut(s) {
-                e.track(commit);
+                e.track(commit, previous);
             }
         }
         st.last_seen = commit;
@@ -278,9 +280,11 @@ impl Design for Dash {
         self.shapes.entry(shape).or_default();
     }
     fn track(&self, commit: u64, shapes: &[Shape]) {
+        // Relaxed: only the (single) producer stores `last_seen`; this is its own last store.
+        let previous = self.last_seen.load(Ordering::Relaxed);
         for s in shapes {
             if let Some(mut e) = self.shapes.get_mut(s) {
-                e.track(commit);
+                e.track(commit, previous);
             }
         }
         // Release: publishes the entries updated above (through the shard locks too) before
@@ -479,7 +483,7 @@ impl Model {
         let mut seen = HashSet::new();
         for &s in shapes {
             if seen.insert(s) {
-                self.shapes[s as usize].track(commit);
+                self.shapes[s as usize].track(commit, self.last_seen);
             }
         }
         self.last_seen = commit;
