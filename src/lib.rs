@@ -158,6 +158,7 @@ mod events;
 #[cfg(feature = "tracing")]
 mod log;
 pub mod model;
+mod pending;
 mod registry;
 mod report;
 mod scan;

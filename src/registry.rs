@@ -12,6 +12,7 @@
 //! Lock order: `scan` -> `producer` -> `pages` -> `free` -> a page's key mutex. `registry`
 //! shard locks are taken alone.
 
+use crate::pending::Listed;
 use crate::slot::{Page, PAGE};
 use crate::sync::{lock, read, write, Arc, Mutex, RwLock};
 use crate::ShapeId;
@@ -27,6 +28,8 @@ pub(crate) struct Producer<K> {
     /// The producer's own copy of the page list (it is the only one that grows it), so that
     /// `track` finds slots without touching the shared `pages` lock.
     pub(crate) pages: Vec<Arc<Page<K>>>,
+    /// The producer's half of the pending set (see `pending.rs`).
+    pub(crate) pending: Listed,
 }
 
 impl<K> Producer<K> {
@@ -36,6 +39,7 @@ impl<K> Producer<K> {
             slots: 0,
             skipped: Vec::new(),
             pages: Vec::new(),
+            pending: Listed::default(),
         }
     }
 }

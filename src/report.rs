@@ -205,7 +205,7 @@ pub struct ScanReport<K> {
     pub lagging: Vec<K>,
     /// The pending shape holding the watermark, if any.
     pub pinned_by: Option<K>,
-    /// Live shapes seen by this scan.
+    /// Live (registered) shapes at this scan: a counter, so the scan does not visit them.
     pub registered: usize,
 }
 

@@ -3,8 +3,11 @@
 //! Ground rules:
 //! - A scan holds the scan lock for the whole pass; everything in [`ScanState`] is private to
 //!   it and needs no atomics.
-//! - A scan reads `last_seen` (`Acquire`) before any slot, then visits each slot once:
-//!   `state` (`Acquire`), then `sent`, `reported`, `floor`, then the ticks (see `slot.rs`).
+//! - A scan reads `last_seen` (`Acquire`) before any slot, then takes the slots `track` listed
+//!   (see `pending.rs`), then visits each slot of its pending set once: `state` (`Acquire`),
+//!   then `sent`, `reported`, `floor`, then the ticks (see `slot.rs`). Caught-up and ended
+//!   slots leave the set at the end of the scan, under the producer lock. A scan takes the
+//!   producer lock twice, each time for work proportional to what changed.
 //! - It writes to a slot only when the slot changes state (suspected, answered, stalled,
 //!   re-armed): healthy slots are only read, so the scanner never steals their cache lines.
 //! - Every state change is a CAS from the exact word the scan saw. A writer's progress or
@@ -75,9 +78,21 @@ struct Snap {
     seen: u32,
 }
 
+/// A slot in the scanner's pending set, with what the scan remembers of it.
+struct Entry {
+    index: u32,
+    rec: Rec,
+}
+
 /// The scanner's private state (behind the scan lock).
 pub(crate) struct ScanState<K> {
-    recs: Vec<Rec>,
+    /// The pending set's scanner half (see `pending.rs`): the slots this scan visits.
+    set: Vec<Entry>,
+    /// `in_set[i]`: slot `i` is in `set` (so a slot listed twice is visited once).
+    in_set: Vec<bool>,
+    /// Scratch: slots taken from the producer, and positions in `set` seen caught up or ended.
+    incoming: Vec<u32>,
+    leaving: Vec<usize>,
     snaps: HashMap<usize, Snap>,
     /// The last `Stalled` queued for a slot's shape (`StallPolicy::Report`): the low 32 bits
     /// of its generation and the event's sequence number, so that a shape has at most one
@@ -99,7 +114,10 @@ pub(crate) struct ScanState<K> {
 impl<K> ScanState<K> {
     pub(crate) fn new(start_at: u64) -> Self {
         ScanState {
-            recs: Vec::new(),
+            set: Vec::new(),
+            in_set: Vec::new(),
+            incoming: Vec::new(),
+            leaving: Vec::new(),
             snaps: HashMap::new(),
             stalls: HashMap::new(),
             prev_end: 0,
@@ -108,6 +126,58 @@ impl<K> ScanState<K> {
             published: start_at,
             #[cfg(feature = "tracing")]
             log: crate::log::Limiter::default(),
+        }
+    }
+}
+
+/// Takes the slots `track` listed since the last scan into the set, and the pages they live in.
+fn gather<K>(shared: &Shared<K>, st: &mut ScanState<K>) {
+    lock(&shared.producer).pending.take(&mut st.incoming);
+    // The page list is refreshed after taking the slots: a listed slot's page exists already.
+    if st.pages.len() * PAGE < shared.slab.capacity() {
+        let pages = read(&shared.slab.pages);
+        let known = st.pages.len();
+        st.pages.extend(pages[known..].iter().cloned());
+        st.in_set.resize(st.pages.len() * PAGE, false);
+    }
+    for index in st.incoming.drain(..) {
+        let seen = &mut st.in_set[index as usize];
+        if !*seen {
+            *seen = true;
+            st.set.push(Entry {
+                index,
+                rec: Rec::default(),
+            });
+        }
+    }
+}
+
+/// Drops from the set the slots this scan saw caught up or ended, each only if the producer
+/// lock proves it still is: then no `track` can make it pending without listing it again.
+fn prune<K>(shared: &Shared<K>, st: &mut ScanState<K>) {
+    if st.leaving.is_empty() {
+        return;
+    }
+    let ScanState {
+        set,
+        in_set,
+        leaving,
+        pages,
+        ..
+    } = st;
+    let mut producer = lock(&shared.producer);
+    // Descending, so that each `swap_remove` moves an element that stays.
+    for &pos in leaving.iter().rev() {
+        let index = set[pos].index;
+        let slot = &pages[index as usize / PAGE].slots[index as usize % PAGE];
+        // Acquire: pairs with the CASes and swap that end a shape and register's store.
+        let live = slot::is_live(slot.state.load(Ordering::Acquire));
+        // `sent` is exact here: only `track` writes it, under the lock this holds.
+        let (flushed, sent) = slot.positions();
+        if !live || flushed >= sent {
+            producer.pending.unlist(index);
+            in_set[index as usize] = false;
+            set.swap_remove(pos);
         }
     }
 }
@@ -141,15 +211,9 @@ where
     // `last_seen` is visible in the slot loads below.
     let last_seen = shared.last_seen.load(Ordering::Acquire);
 
-    // The page list is refreshed *after* `last_seen`: every shape tracked at or before
-    // `last_seen` was registered before that `track`, so its page is in the list read here.
-    // (Refreshing first would let a shape registered and tracked in between pin nothing.)
-    if st.pages.len() * PAGE < shared.slab.capacity() {
-        let pages = read(&shared.slab.pages);
-        let known = st.pages.len();
-        st.pages.extend(pages[known..].iter().cloned());
-    }
-    st.recs.resize(st.pages.len() * PAGE, Rec::default());
+    // The slots `track` listed since the last scan join the set (producer lock, briefly):
+    // taken *after* `last_seen`, so every shape tracked at or before it is in the set.
+    gather(shared, st);
     st.epoch = st.epoch.wrapping_add(1);
     let epoch = st.epoch;
 
@@ -161,7 +225,8 @@ where
         stalled: Vec::new(),
         lagging: Vec::new(),
         pinned_by: None,
-        registered: 0,
+        // Relaxed: a statistic (exact when nothing races the scan).
+        registered: shared.counters.live.load(Ordering::Relaxed),
     };
     let mut suspected_now = 0;
     // The lowest flushed position of a pending shape, and where: the first pending shape
@@ -176,7 +241,8 @@ where
     let prev_end = st.prev_end;
     let prev_epoch = epoch.wrapping_sub(1);
     let ScanState {
-        recs,
+        set,
+        leaving,
         snaps,
         stalls,
         pages,
@@ -184,115 +250,123 @@ where
         log,
         ..
     } = st;
-    for (p, (page, recs)) in pages.iter().zip(recs.chunks_exact_mut(PAGE)).enumerate() {
-        for (off, (slot, rec)) in page.slots.iter().zip(recs).enumerate() {
-            // Acquire: pairs with register's Release store (the slot's fields are initialised)
-            // and with the CASes and swap of writers and `remove`.
-            let sw = slot.state.load(Ordering::Acquire);
-            if !slot::is_live(sw) {
-                continue;
-            }
-            report.registered += 1;
-            // Acquire: pairs with track's Release store of `sent` (its `floor` comes with it).
-            let sent = slot.sent.load(Ordering::Acquire);
-            // Acquire: pairs with the writer's Release store of `reported` (its `tick` too).
-            let reported = slot.reported.load(Ordering::Acquire);
-            // Relaxed: published by the `sent` load above.
-            let floor = slot.floor.load(Ordering::Relaxed);
-            let flushed = reported.max(floor);
-            if flushed >= sent {
-                // Caught up: never overdue. A suspicion the writer did not clear is answered.
-                if slot::is_suspected(sw) {
-                    cas(slot, sw, slot::answered(sw));
-                }
-                continue;
-            }
-
-            // Whether the previous scan saw this shape pending (else the record starts anew).
-            let gen = slot::gen32(sw);
-            let fresh = rec.stamp != stamp(gen, prev_epoch);
-            let counter = slot::counter(sw);
-            let idle = if exact {
-                // Mock clock: ticks are exact.
-                t.saturating_sub(slot.progress_tick())
-            } else {
-                // Real clock: a stored tick is coarse (a lower bound of the progress time), so
-                // idleness is judged by an upper bound instead: progress (a higher flushed
-                // position, a `defer`, becoming pending) first seen by a scan happened before
-                // that scan ended. Never overdue in the scan that first sees it, whatever the
-                // time since the previous scan.
-                let progressed = fresh || flushed != rec.flushed_prev || counter != rec.counter;
-                rec.seen = match (progressed, rec.seen) {
-                    (true, _) => UNSEEN,
-                    (false, UNSEEN) => prev_end,
-                    (false, seen) => seen,
-                };
-                if rec.seen == UNSEEN {
-                    0
-                } else {
-                    t.saturating_sub(rec.seen)
-                }
-            };
-            let overdue = idle > grace;
-            let mut suspected = slot::is_suspected(sw);
-            if suspected || overdue {
-                let seen = Seen {
-                    index: p * PAGE + off,
-                    sw,
-                    reported,
-                    flushed,
-                    sent,
-                    idle,
-                    overdue,
-                };
-                let mut cx = Ctx {
-                    shared,
-                    snaps: &mut *snaps,
-                    stalls: &mut *stalls,
-                    #[cfg(feature = "tracing")]
-                    log: &mut *log,
-                    t,
-                    epoch,
-                };
-                match attend(&mut cx, page, seen, &mut report) {
-                    Attended::Evicted => continue,
-                    Attended::Pending { suspected: s } => suspected = s,
-                }
-            }
-
-            report.pending += 1;
-            suspected_now += usize::from(suspected);
-            if flushed < lowest {
-                lowest = flushed;
-                (holder, holder_sw) = (p * PAGE + off, sw);
-            }
-            if lag_window > 0 {
-                let lag = last_seen.saturating_sub(flushed);
-                if !fresh && lag >= rec.lag_prev {
-                    rec.run = rec.run.saturating_add(1);
-                    rec.flags |= (GREW * u32::from(lag > rec.lag_prev))
-                        | (PROGRESSED * u32::from(flushed > rec.flushed_prev));
-                } else {
-                    rec.run = 1;
-                    rec.flags = 0;
-                }
-                rec.lag_prev = lag;
-                if rec.flags == GREW | PROGRESSED && rec.run > lag_window {
-                    if let Some(key) = key_of(page, off) {
-                        rec.flags |= LAGGING;
-                        shared.events.info(Event::Lagging {
-                            key: key.clone(),
-                            lag,
-                        });
-                        report.lagging.push(key);
-                    }
-                }
-            }
-            rec.stamp = stamp(gen, epoch);
-            rec.flushed_prev = flushed;
-            rec.counter = counter;
+    leaving.clear();
+    for (pos, entry) in set.iter_mut().enumerate() {
+        let index = entry.index as usize;
+        let (page, off) = (&pages[index / PAGE], index % PAGE);
+        let (slot, rec) = (&page.slots[off], &mut entry.rec);
+        // Acquire: pairs with register's Release store (the slot's fields are initialised)
+        // and with the CASes and swap of writers and `remove`.
+        let sw = slot.state.load(Ordering::Acquire);
+        if !slot::is_live(sw) {
+            leaving.push(pos);
+            continue;
         }
+        // Acquire: pairs with track's Release store of `sent` (its `floor` comes with it).
+        let sent = slot.sent.load(Ordering::Acquire);
+        // Acquire: pairs with the writer's Release store of `reported` (its `tick` too).
+        let reported = slot.reported.load(Ordering::Acquire);
+        // Relaxed: published by the `sent` load above.
+        let floor = slot.floor.load(Ordering::Relaxed);
+        let flushed = reported.max(floor);
+        if flushed >= sent {
+            // Caught up: never overdue. A suspicion the writer did not clear is answered.
+            if slot::is_suspected(sw) {
+                cas(slot, sw, slot::answered(sw));
+            }
+            leaving.push(pos);
+            continue;
+        }
+
+        // Whether the previous scan saw this shape pending (else the record starts anew).
+        let gen = slot::gen32(sw);
+        let fresh = rec.stamp != stamp(gen, prev_epoch);
+        let counter = slot::counter(sw);
+        let idle = if exact {
+            // Mock clock: ticks are exact.
+            t.saturating_sub(slot.progress_tick())
+        } else {
+            // Real clock: a stored tick is coarse (a lower bound of the progress time), so
+            // idleness is judged by an upper bound instead: progress (a higher flushed
+            // position, a `defer`, becoming pending) first seen by a scan happened before
+            // that scan ended. Never overdue in the scan that first sees it, whatever the
+            // time since the previous scan.
+            let progressed = fresh || flushed != rec.flushed_prev || counter != rec.counter;
+            rec.seen = match (progressed, rec.seen) {
+                (true, _) => UNSEEN,
+                (false, UNSEEN) => prev_end,
+                (false, seen) => seen,
+            };
+            if rec.seen == UNSEEN {
+                0
+            } else {
+                t.saturating_sub(rec.seen)
+            }
+        };
+        let overdue = idle > grace;
+        let mut suspected = slot::is_suspected(sw);
+        if suspected || overdue {
+            let seen = Seen {
+                index,
+                sw,
+                reported,
+                flushed,
+                sent,
+                idle,
+                overdue,
+            };
+            let mut cx = Ctx {
+                shared,
+                snaps: &mut *snaps,
+                stalls: &mut *stalls,
+                #[cfg(feature = "tracing")]
+                log: &mut *log,
+                t,
+                epoch,
+            };
+            match attend(&mut cx, page, seen, &mut report) {
+                Attended::Evicted => {
+                    leaving.push(pos);
+                    continue;
+                }
+                Attended::Pending { suspected: s } => suspected = s,
+            }
+        }
+
+        report.pending += 1;
+        suspected_now += usize::from(suspected);
+        if flushed < lowest {
+            lowest = flushed;
+            (holder, holder_sw) = (index, sw);
+        }
+        if lag_window > 0 {
+            let lag = last_seen.saturating_sub(flushed);
+            if !fresh && lag >= rec.lag_prev {
+                rec.run = rec.run.saturating_add(1);
+                rec.flags |= (GREW * u32::from(lag > rec.lag_prev))
+                    | (PROGRESSED * u32::from(flushed > rec.flushed_prev));
+            } else {
+                rec.run = 1;
+                rec.flags = 0;
+            }
+            rec.lag_prev = lag;
+            if rec.flags == GREW | PROGRESSED && rec.run > lag_window {
+                if let Some(key) = key_of(page, off) {
+                    rec.flags |= LAGGING;
+                    shared.events.info(Event::Lagging {
+                        key: key.clone(),
+                        lag,
+                    });
+                    report.lagging.push(key);
+                }
+            }
+        }
+        rec.stamp = stamp(gen, epoch);
+        rec.flushed_prev = flushed;
+        rec.counter = counter;
     }
+    // Slots seen caught up or ended leave the set, if the producer lock proves them so.
+    prune(shared, st);
     if !st.snaps.is_empty() {
         // Challenges not seen in this scan were answered (or their shape ended).
         st.snaps.retain(|_, snap| snap.seen == epoch);
@@ -423,6 +497,10 @@ where
                         if cas(slot, sw, to) {
                             suspected = false;
                             let gen = slot::gen32(sw);
+                            if evict {
+                                // Relaxed: a statistic.
+                                shared.counters.live.fetch_sub(1, Ordering::Relaxed);
+                            }
                             if evict {
                                 // Free the key before the eviction is observable (the writer's
                                 // `is_evicted`, the event). A panic in the user's `Hash`/`Eq`

@@ -21,6 +21,9 @@ use crate::{
 /// Counters behind [`FlushTracker::stats`]. All `Relaxed`: they publish nothing.
 #[derive(Default)]
 pub(crate) struct Counters {
+    /// Live shapes: +1 when `register` gives a slot, -1 when a live shape ends (the drop's
+    /// swap, `remove`'s CAS or the scanner's evicting CAS: exactly one of them ends it).
+    pub(crate) live: AtomicUsize,
     pub(crate) stalled: AtomicU64,
     pub(crate) evicted: AtomicU64,
     pub(crate) writers_down: AtomicU64,
@@ -94,15 +97,19 @@ impl<K> Shared<K> {
                 got: commit,
             });
         }
-        let producer = &mut *producer;
         let previous = producer.last_seen;
-        let pages = &producer.pages;
-        producer.skipped.clear();
+        let Producer {
+            pages,
+            skipped,
+            pending,
+            ..
+        } = &mut *producer;
+        skipped.clear();
         let mut tracked = 0;
         let mut now = None;
         for id in ids {
             let Some(slot) = Self::live_slot(pages, id) else {
-                producer.skipped.push(id);
+                skipped.push(id);
                 continue;
             };
             // Relaxed: only `track` stores `sent`, and it holds the producer lock.
@@ -125,11 +132,13 @@ impl<K> Shared<K> {
             }
             // Release: pairs with the Acquire loads of `sent` by the writer and the scanner.
             slot.sent.store(commit, Ordering::Release);
+            // The shape is pending (or about to be): make sure the scan visits it.
+            pending.list(id.index);
             tracked += 1;
         }
-        producer.skipped.sort_unstable();
-        producer.skipped.dedup();
-        skipped_extra += producer.skipped.len();
+        skipped.sort_unstable();
+        skipped.dedup();
+        skipped_extra += skipped.len();
         producer.last_seen = commit;
         // Release: pairs with scan's Acquire load; every slot store above happens-before it.
         self.last_seen.store(commit, Ordering::Release);
@@ -150,7 +159,8 @@ impl<K> Shared<K> {
 ///
 /// Locking behaviour: `track`, `track_keys`, `register` and a writer's drop serialise on the
 /// producer lock (`track` walks the producer's own page list); `scan` holds the scan lock and
-/// never takes the producer lock. `register`, `remove`, `id_of`, `status` and `track_keys`
+/// takes the producer lock twice, briefly, for work proportional to the shapes that became
+/// pending or caught up since the last scan. `register`, `remove`, `id_of`, `status` and `track_keys`
 /// take a `DashMap` shard lock briefly, never across another call. Nothing here waits on a
 /// writer, and no writer waits on anything here.
 ///
@@ -289,6 +299,8 @@ where
             let now = shared.ticker.recent();
             shared.slab.assign(&mut producer, slot_key, now)
         };
+        // Relaxed: a statistic.
+        shared.counters.live.fetch_add(1, Ordering::Relaxed);
         let mut writer = Writer {
             shared: shared.clone(),
             page,
@@ -423,7 +435,11 @@ where
                 Ordering::AcqRel,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => break,
+                Ok(_) => {
+                    // Relaxed: a statistic.
+                    shared.counters.live.fetch_sub(1, Ordering::Relaxed);
+                    break;
+                }
                 Err(s) => cur = s,
             }
         }
@@ -618,7 +634,8 @@ where
         let c = &s.counters;
         // Relaxed (all): statistics.
         Stats {
-            registered: s.registry.len(),
+            // Relaxed: a statistic.
+            registered: c.live.load(Ordering::Relaxed),
             pending: c.pending.load(Ordering::Relaxed),
             suspected: c.suspected.load(Ordering::Relaxed),
             stalled: c.stalled.load(Ordering::Relaxed),
@@ -913,6 +930,8 @@ impl<K> Drop for Writer<K> {
             (shared.unregister)(&shared.registry, &self.key, id)
         }));
         if slot::is_live(prev) {
+            // Relaxed: a statistic.
+            shared.counters.live.fetch_sub(1, Ordering::Relaxed);
             if let (Some(cause), Some(key)) = (cause, key) {
                 // Relaxed: a statistic.
                 shared.counters.writers_down.fetch_add(1, Ordering::Relaxed);

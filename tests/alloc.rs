@@ -67,9 +67,14 @@ fn flushed_track_and_scan_allocate_nothing_in_steady_state() {
     let tracker = FlushTracker::new(Config::default()).unwrap();
     let writers: Vec<_> = (0..256u32).map(|k| tracker.register(k).unwrap()).collect();
     let ids: Vec<_> = writers.iter().map(|w| w.id()).collect();
-    // Warm-up: scratch buffers and the scanner's records reach their steady size.
+    // Warm-up: scratch buffers and the scanner's pending set reach their steady size (every
+    // shape pending, then every shape caught up and leaving the set).
     tracker.track(1, &ids).unwrap();
     tracker.scan();
+    for w in &writers {
+        w.flushed(1);
+    }
+    assert_eq!(tracker.scan().pending, 0);
 
     let mut commit = 1;
     let n = allocations(|| {
