@@ -11,7 +11,7 @@
 //!   silently stops replicating. They are bounded by the shapes that ended or stalled: a
 //!   shape has at most one unread `Stalled` (see [`Events::stalled`]).
 //! - Emitting never waits on a reader. It takes `order`, a mutex held for one channel push,
-//!   so that sequence numbers follow the queue's order (which is what lets [`Events::is_read`]
+//!   so that sequence numbers follow the queue's order (which is what lets `Events::is_read`
 //!   tell whether an event was taken).
 
 use crossbeam_channel::{Receiver, Sender};

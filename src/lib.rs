@@ -81,7 +81,7 @@
 //! - **Monotonicity.** The published watermark starts at `start_at`, changes only in `scan`,
 //!   and never decreases.
 //! - **Exactness.** On sequential input the tracker computes exactly what the reference model
-//!   ([`model`]) computes. When a `flushed` races the `track` that makes its shape pending, the
+//!   (`src/model.rs`, hidden from the API) computes. When a `flushed` races the `track` that makes its shape pending, the
 //!   watermark may be lower until the next report, never higher.
 //! - **Liveness.** A stuck writer is stalled no later than `grace + challenge + 2 *
 //!   scan_interval + r` (plus one scan's duration) after the later of its last progress and
@@ -153,19 +153,27 @@
 
 mod clock;
 mod config;
+mod core;
 mod error;
 mod events;
+mod inspect;
 #[cfg(feature = "tracing")]
 mod log;
+// The sequential reference model. Public only so that the differential tests (`tests/`) and
+// the fuzz targets (`fuzz/`, a separate crate) can drive it; hidden because it is test
+// scaffolding, not part of the semver-bound API.
+#[doc(hidden)]
 pub mod model;
 mod pending;
 mod registry;
 mod report;
 mod scan;
+mod scanner;
 mod slot;
 mod sync;
 mod tracker;
 mod watermark;
+mod writer;
 
 pub use crossbeam_channel;
 pub use quanta;
@@ -173,7 +181,9 @@ pub use quanta;
 pub use config::{Config, StallPolicy};
 pub use error::{ConfigError, Error};
 pub use report::{DownCause, Event, ScanReport, ShapeId, ShapeStatus, Stats, Tracked};
-pub use tracker::{FlushTracker, Scanner, Writer};
+pub use scanner::Scanner;
+pub use tracker::FlushTracker;
+pub use writer::Writer;
 
 /// A position in the source log (for Postgres, an LSN as a `u64`).
 pub type Offset = u64;

@@ -13,7 +13,7 @@
 //! shard locks are taken alone.
 
 use crate::pending::Listed;
-use crate::slot::{Page, PAGE};
+use crate::slot::{self, Page, Slot, PAGE};
 use crate::sync::{lock, read, write, Arc, Mutex, RwLock};
 use crate::ShapeId;
 
@@ -88,8 +88,9 @@ impl<K> Slab<K> {
     }
 
     /// The page holding slot `index` (which must have been assigned once).
-    pub(crate) fn page(&self, index: usize) -> Arc<Page<K>> {
-        read(&self.pages)[index / PAGE].clone()
+    /// Runs `f` on slot `index` (the page list's read lock held), if the slot exists.
+    pub(crate) fn with_slot<R>(&self, index: u32, f: impl FnOnce(&Slot) -> R) -> Option<R> {
+        slot::locate(&read(&self.pages), index).map(f)
     }
 
     /// Returns a slot whose writer is gone to the free list.

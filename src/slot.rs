@@ -17,6 +17,13 @@
 //! | `rearm` | scanner | when a stall fires under `StallPolicy::Report` | scanner, `status` |
 //! | `gen` | register (under the producer lock) | when the slot is given to a new shape | `track` (id check, under the lock), the slot's `Writer` (`id()`) |
 //!
+//! Every operation on a slot is a method below, the one place its orderings are written:
+//! [`Slot::init`] (register), [`Slot::record`] (track: send and raise), [`Slot::report`] and
+//! [`Slot::defer`] (the writer), [`Slot::snapshot`] / [`Slot::positions`] /
+//! [`Slot::progress_tick`] (readers), [`Slot::cas`] and [`Slot::set_rearm`] (the scanner's
+//! suspect / answer / stall / evict), [`Slot::remove`] and [`Slot::free`] (the ends of a
+//! shape). No other file touches a slot's atomics.
+//!
 //! The shape's flushed position is `max(reported, floor)`: the writer and the producer never
 //! write the same word, so neither can lose the other's update. Its progress tick is
 //! `max(tick, since, rearm)`.
@@ -41,7 +48,10 @@
 //! carries a 64-bit generation that `track` checks under the producer lock, the only place a
 //! slot is reassigned, so a stale id can never touch a later shape.
 
-use crate::sync::{AtomicU64, Mutex, Ordering};
+use std::time::Duration;
+
+use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
+use crate::ShapeStatus;
 
 /// Slots per page. Small under loom, so models allocate few atomics.
 #[cfg(not(loom))]
@@ -172,16 +182,24 @@ impl Slot {
         gen
     }
 
-    /// The shape's flushed position and its sent position, as `(flushed, sent)`.
+    /// What the shape's positions are, as `(reported, flushed, sent)`: the writer's own
+    /// report, the flushed position `max(reported, floor)`, and the highest commit sent.
     #[inline]
-    pub(crate) fn positions(&self) -> (u64, u64) {
+    pub(crate) fn snapshot(&self) -> (u64, u64, u64) {
         // Acquire: pairs with track's Release store of `sent` (makes its `floor` visible).
         let sent = self.sent.load(Ordering::Acquire);
         // Acquire: pairs with the writer's Release store of `reported` (makes its `tick` visible).
         let reported = self.reported.load(Ordering::Acquire);
         // Relaxed: published by the `sent` load above.
         let floor = self.floor.load(Ordering::Relaxed);
-        (reported.max(floor), sent)
+        (reported, reported.max(floor), sent)
+    }
+
+    /// The shape's flushed position and its sent position, as `(flushed, sent)`.
+    #[inline]
+    pub(crate) fn positions(&self) -> (u64, u64) {
+        let (_, flushed, sent) = self.snapshot();
+        (flushed, sent)
     }
 
     /// The shape's progress tick: `max(tick, since, rearm)`. Call after [`Slot::positions`].
@@ -195,6 +213,186 @@ impl Slot {
         let rearm = self.rearm.load(Ordering::Relaxed);
         tick.max(since).max(rearm)
     }
+
+    /// The shape's status (`state` already loaded and checked live) at tick `now`.
+    pub(crate) fn status<K>(&self, key: K, state: u64, now: u64, last_seen: u64) -> ShapeStatus<K> {
+        let (flushed, sent) = self.positions();
+        let pending = flushed < sent;
+        let idle = if pending {
+            now.saturating_sub(self.progress_tick())
+        } else {
+            0
+        };
+        ShapeStatus {
+            key,
+            sent,
+            flushed,
+            pending,
+            idle: Duration::from_nanos(idle),
+            suspected: is_suspected(state),
+            lag: if pending {
+                last_seen.saturating_sub(flushed)
+            } else {
+                0
+            },
+        }
+    }
+
+    /// The state word, for a decision that depends on it.
+    #[inline]
+    pub(crate) fn state(&self) -> u64 {
+        // Acquire: pairs with register's Release store (the fields are initialised) and with
+        // every CAS and swap of the word.
+        self.state.load(Ordering::Acquire)
+    }
+
+    /// The state word for the hot path, which uses only its phase and suspicion bits.
+    #[inline(always)]
+    pub(crate) fn state_hint(&self) -> u64 {
+        // Relaxed: a stale LIVE means a concurrent eviction, whose outcome (the report is
+        // ignored, `is_evicted` true) is allowed; a stale SUSPECTED costs one CAS in `answer`.
+        self.state.load(Ordering::Relaxed)
+    }
+
+    /// The generation of the shape holding the slot.
+    #[inline]
+    pub(crate) fn generation(&self) -> u64 {
+        // Relaxed: written under the producer lock before the slot's writer or any id of this
+        // shape existed; it does not change while they are in use.
+        self.gen.load(Ordering::Relaxed)
+    }
+
+    // --- the producer (`track`, producer lock held) -----------------------------------------
+
+    /// Records `commit` as sent to the shape. A caught-up shape becomes pending with its
+    /// flushed position raised to `previous`, the commit tracked before (never `commit - 1`:
+    /// positions are sparse), and its pending tick set from `tick`. Returns false when the
+    /// shape was already sent `commit` (named twice in one call).
+    #[inline]
+    pub(crate) fn record(&self, commit: u64, previous: u64, tick: impl FnOnce() -> u64) -> bool {
+        // Relaxed: only `track` stores `sent`, and it holds the producer lock.
+        let sent = self.sent.load(Ordering::Relaxed);
+        if sent == commit {
+            return false;
+        }
+        // Acquire: pairs with the writer's Release store of `reported`.
+        let reported = self.reported.load(Ordering::Acquire);
+        // Relaxed: only `track` stores `floor`.
+        let floor = self.floor.load(Ordering::Relaxed);
+        if reported.max(floor) >= sent {
+            // Relaxed (both): published by the Release store of `sent` below.
+            self.floor.store(previous, Ordering::Relaxed);
+            self.since.store(tick(), Ordering::Relaxed);
+        }
+        // Release: pairs with the Acquire loads of `sent` by the writer and the scanner, which
+        // then see the raised `floor` and `since`.
+        self.sent.store(commit, Ordering::Release);
+        true
+    }
+
+    // --- the shape's writer ---------------------------------------------------------------
+
+    /// Stores `position` (clamped to `sent`) if it is progress; returns whether it was. The
+    /// hot path: loads of the slot's own line and, on progress, two plain stores.
+    #[inline(always)]
+    pub(crate) fn report(&self, position: u64, now: impl FnOnce() -> u64) -> bool {
+        // Acquire: pairs with track's Release store of `sent`, so the `floor` it raised with
+        // it is visible below.
+        let sent = self.sent.load(Ordering::Acquire);
+        let position = position.min(sent);
+        // Relaxed: only this slot's writer stores `reported`.
+        let reported = self.reported.load(Ordering::Relaxed);
+        // Relaxed: published by the `sent` load above.
+        let floor = self.floor.load(Ordering::Relaxed);
+        if position <= reported.max(floor) {
+            return false;
+        }
+        // Relaxed: published by the Release store of `reported` below.
+        self.tick.store(now(), Ordering::Relaxed);
+        // Release: pairs with the scanner's Acquire load of `reported` (the tick comes with it).
+        self.reported.store(position, Ordering::Release);
+        true
+    }
+
+    /// Clears a suspicion and bumps the answer counter, if the shape is still live: after
+    /// progress or a `defer`. Exactly one of "answered" and a scanner's stall CAS wins.
+    #[cold]
+    pub(crate) fn answer(&self) {
+        // AcqRel: pairs with the scanner's CASes on `state`.
+        let _ = self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |s| {
+                is_live(s).then(|| answered(s))
+            });
+    }
+
+    /// "Alive, deliberately not flushing yet": a fresh tick, and the challenge answered.
+    pub(crate) fn defer(&self, now: u64) {
+        // Relaxed: published by the AcqRel update of `state` in `answer`.
+        self.tick.store(now, Ordering::Relaxed);
+        self.answer();
+    }
+
+    /// Frees the slot (the writer's drop, producer lock held) and returns the word it had: if
+    /// that was live, this drop is what ended the shape.
+    pub(crate) fn free(&self) -> u64 {
+        // AcqRel: pairs with the scanner's and `remove`'s CASes: at most one of them ends a
+        // live shape.
+        self.state.swap(FREE, Ordering::AcqRel)
+    }
+
+    // --- the scanner and `remove` ---------------------------------------------------------
+
+    /// A state change from exactly the word `from`: suspect, answer, stall, evict.
+    pub(crate) fn cas(&self, from: u64, to: u64) -> bool {
+        // AcqRel: pairs with the writer's `answer` and drop swap and with `remove`'s CAS;
+        // whoever changes the word first decides, the other one fails.
+        self.state
+            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Re-arms a stall under `StallPolicy::Report` at tick `t`: the stall machine starts
+    /// over from `t`. Published by the CAS that follows it.
+    pub(crate) fn set_rearm(&self, t: u64) {
+        // Relaxed: read only by scans (under the scan lock) and `status`; published to them
+        // by the scanner's CAS of `state` that follows.
+        self.rearm.store(t, Ordering::Relaxed);
+    }
+
+    /// Ends the shape of generation `gen32` (low 32 bits) for `remove`, if it is still live.
+    pub(crate) fn remove(&self, gen32: u32) -> bool {
+        // Relaxed: the CAS below validates it.
+        let mut cur = self.state.load(Ordering::Relaxed);
+        while is_live(cur) && self::gen32(cur) == gen32 {
+            // AcqRel: pairs with the scanner's and the writer's CASes on `state`; an eviction,
+            // a drop and a removal are mutually exclusive.
+            match self.state.compare_exchange_weak(
+                cur,
+                with_phase(cur, REMOVED),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(s) => cur = s,
+            }
+        }
+        false
+    }
+}
+
+/// The one id-to-slot lookup: the page holding slot `index` in a page list, and the slot's
+/// offset in it.
+#[inline]
+pub(crate) fn locate_page<K>(pages: &[Arc<Page<K>>], index: u32) -> Option<(&Page<K>, usize)> {
+    let i = index as usize;
+    pages.get(i / PAGE).map(|page| (&**page, i % PAGE))
+}
+
+/// Slot `index` in a page list (see [`locate_page`]).
+#[inline]
+pub(crate) fn locate<K>(pages: &[Arc<Page<K>>], index: u32) -> Option<&Slot> {
+    locate_page(pages, index).map(|(page, off)| &page.slots[off])
 }
 
 /// A page of slots, and the keys of the shapes in them (cold: read on events only).
@@ -204,6 +402,16 @@ pub(crate) struct Page<K> {
 }
 
 impl<K> Page<K> {
+    /// The key of the shape in slot `off` (cloned), if any. Read before a CAS that validates
+    /// it: a slot cannot be reassigned without its generation changing, so a CAS that
+    /// succeeds proves the key right.
+    pub(crate) fn key(&self, off: usize) -> Option<K>
+    where
+        K: Clone,
+    {
+        crate::sync::lock(&self.keys[off]).clone()
+    }
+
     pub(crate) fn new() -> Self {
         Page {
             slots: std::array::from_fn(|_| Slot::new()),

@@ -4,7 +4,7 @@
 //! so `RUSTFLAGS="--cfg loom"` swaps the whole crate onto loom's model-checked versions
 //! (tokio's `src/loom/mod.rs` and sharded-slab's `src/sync.rs` do the same).
 //!
-//! Locks are taken through [`lock`], [`read`] and [`write`], which ignore poisoning: every
+//! Locks are taken through [`lock`], [`read`] and [`write()`], which ignore poisoning: every
 //! structure behind a lock here stays consistent at each point a user callback (`Hash`, `Eq`,
 //! `Clone` of a key) could panic, so a panic on one thread must not disable the tracker for all.
 

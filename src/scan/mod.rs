@@ -1,0 +1,337 @@
+//! One scan: the watermark, the stall machine and the lagging classifier over the pending set.
+//!
+//! # Ground rules
+//!
+//! - A scan holds the scan lock (the `Mutex<ScanState>`) for its whole pass; everything in
+//!   [`ScanState`] is private to it and needs no atomics.
+//! - Order: read `last_seen` (`Acquire`, pairs with `track`'s `Release`), *then* take the slots
+//!   `track` listed ([`gather`], producer lock, see `pending.rs`), then visit each slot of the
+//!   set once (`Slot::state`, then `Slot::positions`, then the ticks). A scan that read the
+//!   state of the slots before `last_seen` could publish a watermark past undurable data.
+//! - It writes to a slot only when the slot changes state (suspected, answered, stalled,
+//!   re-armed; see `stall.rs`): healthy slots are only read, so the scanner never steals their
+//!   cache lines.
+//! - Slots seen caught up or ended leave the set at the end ([`prune`], producer lock).
+//! - Idleness on a real clock is judged by an upper bound of the progress time (see
+//!   [`Rec::seen`] and the crate docs, "Ticks"); on a mock clock the stored ticks are exact.
+//!
+//! The passes, each in its own place: [`gather`]; the visit below (the watermark);
+//! [`stall::attend`] for the few suspected or overdue slots; [`lag::classify`]; [`prune`];
+//! publication.
+
+mod lag;
+mod stall;
+
+use std::hash::Hash;
+use std::time::Instant;
+
+use crate::core::Shared;
+use crate::slot::{self, Page, PAGE};
+use crate::sync::{lock, read, Arc, Mutex, Ordering};
+use crate::{Event, ScanReport};
+
+/// What a scan remembers of one pending slot between scans, touched only while the slot is in
+/// the pending set.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Rec {
+    /// `stamp(generation, scan)` of the last scan that saw the shape pending: the record goes
+    /// on only if that was the previous scan and the same shape. Zero: never seen.
+    stamp: u64,
+    /// Lag and flushed position at the previous sample.
+    lag_prev: u64,
+    flushed_prev: u64,
+    /// Real clocks: an upper bound of the time of the shape's last progress (`UNSEEN`: the
+    /// progress was first seen by the previous scan, whose end time bounds it).
+    seen: u64,
+    /// The state word's answer counter at the previous sample (a `defer` bumps it).
+    counter: u32,
+    /// Scans in the current run of non-decreasing lag (`lag.rs`).
+    run: u32,
+    /// The lag classifier's flags (`lag.rs`).
+    flags: u32,
+}
+
+/// [`Rec::seen`]: progress first seen by the previous scan.
+const UNSEEN: u64 = u64::MAX;
+
+/// A record stamp: the low 32 bits of a shape's generation and of a scan number.
+#[inline]
+fn stamp(gen: u32, epoch: u32) -> u64 {
+    (u64::from(gen) << 32) | u64::from(epoch)
+}
+
+/// A slot in the pending set, with what the scan remembers of it.
+struct Entry {
+    index: u32,
+    rec: Rec,
+}
+
+/// The scanner's private state (behind the scan lock).
+pub(crate) struct ScanState<K> {
+    /// The scanner's half of the pending set (see `pending.rs`): the slots a scan visits.
+    set: Vec<Entry>,
+    /// `in_set[i]`: slot `i` is in `set` (a slot listed twice is visited once).
+    in_set: Vec<bool>,
+    /// Scratch: slots taken from the producer, and positions in `set` seen caught up or ended.
+    incoming: Vec<u32>,
+    leaving: Vec<usize>,
+    /// The stall machine's memory (`stall.rs`).
+    stalls: stall::Memory,
+    /// The clock at the end of the previous scan: an upper bound of the time of any progress
+    /// that scan saw.
+    prev_end: u64,
+    /// Scans started so far (wrapping); numbers the records.
+    epoch: u32,
+    /// The pages this scanner knows; refreshed when the slab grew.
+    pages: Vec<Arc<Page<K>>>,
+    /// The published watermark (the authoritative copy).
+    published: u64,
+    #[cfg(feature = "tracing")]
+    log: crate::log::Limiter,
+}
+
+impl<K> ScanState<K> {
+    pub(crate) fn new(start_at: u64) -> Self {
+        ScanState {
+            set: Vec::new(),
+            in_set: Vec::new(),
+            incoming: Vec::new(),
+            leaving: Vec::new(),
+            stalls: stall::Memory::default(),
+            prev_end: 0,
+            epoch: 0,
+            pages: Vec::new(),
+            published: start_at,
+            #[cfg(feature = "tracing")]
+            log: crate::log::Limiter::default(),
+        }
+    }
+}
+
+/// Takes the slots `track` listed since the last scan into the set, and the pages they live in.
+fn gather<K>(shared: &Shared<K>, st: &mut ScanState<K>) {
+    lock(&shared.producer).pending.take(&mut st.incoming);
+    // The page list is refreshed after taking the slots: a listed slot's page exists already.
+    if st.pages.len() * PAGE < shared.slab.capacity() {
+        let pages = read(&shared.slab.pages);
+        let known = st.pages.len();
+        st.pages.extend(pages[known..].iter().cloned());
+        st.in_set.resize(st.pages.len() * PAGE, false);
+    }
+    for index in st.incoming.drain(..) {
+        let seen = &mut st.in_set[index as usize];
+        if !*seen {
+            *seen = true;
+            st.set.push(Entry {
+                index,
+                rec: Rec::default(),
+            });
+        }
+    }
+}
+
+/// Drops from the set the slots this scan saw caught up or ended, each only if the producer
+/// lock proves it still is: then no `track` can make it pending without listing it again.
+fn prune<K>(shared: &Shared<K>, st: &mut ScanState<K>) {
+    if st.leaving.is_empty() {
+        return;
+    }
+    let ScanState {
+        set,
+        in_set,
+        leaving,
+        pages,
+        ..
+    } = st;
+    let mut producer = lock(&shared.producer);
+    // Descending, so that each `swap_remove` moves an element that stays.
+    for &pos in leaving.iter().rev() {
+        let index = set[pos].index;
+        let slot = &pages[index as usize / PAGE].slots[index as usize % PAGE];
+        let live = slot::is_live(slot.state());
+        // `sent` is exact here: only `track` writes it, under the lock this holds.
+        let (flushed, sent) = slot.positions();
+        if !live || flushed >= sent {
+            producer.pending.unlist(index);
+            in_set[index as usize] = false;
+            set.swap_remove(pos);
+        }
+    }
+}
+
+/// One scan at `clock.now()`.
+pub(crate) fn scan<K>(shared: &Shared<K>, state: &Mutex<ScanState<K>>) -> ScanReport<K>
+where
+    K: Hash + Eq + Clone + std::fmt::Debug + Send + Sync + 'static,
+{
+    let started = Instant::now();
+    let mut guard = lock(state);
+    let st = &mut *guard;
+    let t = shared.ticker.now();
+    shared.ticker.publish(t);
+    // Acquire: pairs with track's Release store; every slot update of the commits up to
+    // `last_seen` is visible in the slot loads below.
+    let last_seen = shared.last_seen.load(Ordering::Acquire);
+    gather(shared, st);
+    st.epoch = st.epoch.wrapping_add(1);
+    let epoch = st.epoch;
+
+    let mut report = ScanReport {
+        watermark: 0,
+        last_seen,
+        pending: 0,
+        suspected: Vec::new(),
+        stalled: Vec::new(),
+        lagging: Vec::new(),
+        pinned_by: None,
+        // Relaxed: a statistic (exact when nothing races the scan).
+        registered: shared.counters.live.load(Ordering::Relaxed),
+    };
+    let mut suspected_now = 0;
+    // The lowest flushed position of a pending shape, and where: the first pending shape
+    // wins ties (every flushed position of a pending shape is below `u64::MAX`).
+    let mut lowest = u64::MAX;
+    let (mut holder, mut holder_sw) = (usize::MAX, 0);
+
+    // Loop invariants in locals: the `Acquire` loads below would otherwise make the compiler
+    // reload them for every slot.
+    let (grace, lag_window) = (shared.grace, shared.lag_window);
+    let exact = shared.ticker.is_exact();
+    let prev_end = st.prev_end;
+    let prev_epoch = epoch.wrapping_sub(1);
+    let ScanState {
+        set,
+        leaving,
+        stalls,
+        pages,
+        #[cfg(feature = "tracing")]
+        log,
+        ..
+    } = st;
+    leaving.clear();
+    for (pos, entry) in set.iter_mut().enumerate() {
+        let index = entry.index as usize;
+        let (page, off) = (&pages[index / PAGE], index % PAGE);
+        let (slot, rec) = (&page.slots[off], &mut entry.rec);
+        let sw = slot.state();
+        let (reported, flushed, sent) = slot.snapshot();
+        if !slot::is_live(sw) || flushed >= sent {
+            // Ended, or caught up (never overdue; a suspicion the writer did not clear is
+            // answered): it leaves the set if `prune` proves it.
+            if slot::is_suspected(sw) && flushed >= sent {
+                slot.cas(sw, slot::answered(sw));
+            }
+            leaving.push(pos);
+            continue;
+        }
+        let gen = slot::gen32(sw);
+        let fresh = rec.stamp != stamp(gen, prev_epoch);
+        let counter = slot::counter(sw);
+        let idle = if exact {
+            t.saturating_sub(slot.progress_tick())
+        } else {
+            // Real clock: a progress (a higher flushed position, a `defer`, becoming pending)
+            // first seen by a scan happened before that scan ended: never overdue in the scan
+            // that first sees it, whatever the time since the previous scan.
+            let progressed = fresh || flushed != rec.flushed_prev || counter != rec.counter;
+            rec.seen = match (progressed, rec.seen) {
+                (true, _) => UNSEEN,
+                (false, UNSEEN) => prev_end,
+                (false, seen) => seen,
+            };
+            if rec.seen == UNSEEN {
+                0
+            } else {
+                t.saturating_sub(rec.seen)
+            }
+        };
+        let overdue = idle > grace;
+        let mut suspected = slot::is_suspected(sw);
+        if suspected || overdue {
+            let seen = stall::Seen {
+                index,
+                sw,
+                reported,
+                flushed,
+                sent,
+                idle,
+                overdue,
+            };
+            match stall::attend(
+                shared,
+                stalls,
+                #[cfg(feature = "tracing")]
+                log,
+                page,
+                seen,
+                t,
+                epoch,
+                &mut report,
+            ) {
+                stall::Attended::Evicted => {
+                    leaving.push(pos);
+                    continue;
+                }
+                stall::Attended::Pending { suspected: s } => suspected = s,
+            }
+        }
+
+        report.pending += 1;
+        suspected_now += usize::from(suspected);
+        if flushed < lowest {
+            lowest = flushed;
+            (holder, holder_sw) = (index, sw);
+        }
+        if lag_window > 0 {
+            let lag = last_seen.saturating_sub(flushed);
+            if let Some(lag) = lag::classify(rec, fresh, lag, flushed, lag_window) {
+                if let Some(key) = page.key(off) {
+                    lag::reported(rec);
+                    shared.events.info(Event::Lagging {
+                        key: key.clone(),
+                        lag,
+                    });
+                    report.lagging.push(key);
+                }
+            }
+        }
+        rec.stamp = stamp(gen, epoch);
+        rec.flushed_prev = flushed;
+        rec.counter = counter;
+    }
+    prune(shared, st);
+    st.stalls.purge(epoch);
+
+    let min = last_seen.min(lowest);
+    if min > st.published {
+        st.published = min;
+        shared.watermark.publish(min);
+    }
+    report.watermark = st.published;
+
+    let pinned = (holder != usize::MAX).then_some(holder).and_then(|index| {
+        let (page, off) = (&st.pages[index / PAGE], index % PAGE);
+        let slot = &page.slots[off];
+        // The shape counted in this scan's watermark, so it is named even if it ended since,
+        // as long as the key read is still its own: a dropped writer's slot is FREE (no
+        // generation) before its key is taken, and a new shape's key is stored before its
+        // state, so seeing the holder's generation after the key read proves the key.
+        let key = page.key(off)?;
+        (slot::gen32(slot.state()) == slot::gen32(holder_sw))
+            .then(|| slot.status(key, holder_sw, t, last_seen))
+    });
+    report.pinned_by = pinned.as_ref().map(|s| s.key.clone());
+    *lock(&shared.pinned) = pinned;
+
+    let c = &shared.counters;
+    // Relaxed (all): statistics.
+    c.pending.store(report.pending, Ordering::Relaxed);
+    c.suspected.store(suspected_now, Ordering::Relaxed);
+    c.scans.fetch_add(1, Ordering::Relaxed);
+    let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    c.last_scan_nanos.store(nanos, Ordering::Relaxed);
+    if !exact {
+        st.prev_end = shared.ticker.now();
+    }
+    report
+}

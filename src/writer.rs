@@ -1,0 +1,219 @@
+//! `Writer`, the consumer's end of one shape: the hot path, and the end of a shape's life.
+//!
+//! # Ground rules
+//!
+//! - A writer owns its slot for its whole life: the slot returns to the free list only in the
+//!   writer's `Drop`, so a writer's plain stores can never land in another shape's slot and the
+//!   hot path needs no generation check (see `slot.rs`, "Slot ownership").
+//! - [`Writer::flushed`] takes no lock, allocates nothing, does no hash lookup: a relaxed load
+//!   of the state word, the slot's report ([`Slot::report`]), and a CAS only when answering a
+//!   challenge. All its orderings are written in `slot.rs`.
+//! - The drop holds the producer lock across reading the positions and freeing the slot, so a
+//!   concurrent `track` is either counted in the drop's verdict or skips the freed id; it
+//!   releases the lock before any map call (the user's `Hash`/`Eq`) or event.
+
+use std::fmt;
+
+use crate::core::Shared;
+use crate::slot::{self, Page, Slot, PAGE};
+use crate::sync::{lock, Arc, Ordering};
+use crate::{DownCause, Event, Offset, ShapeId};
+
+/// A consumer's end of one shape: it reports what is durable.
+///
+/// `Writer` is `Send + Sync`. It is meant to be owned by one consumer (moved into its thread or
+/// task), which is what lets the hot path use plain stores instead of read-modify-writes. Calls
+/// from several threads at once are still safe: two racing reports may leave the shape at the
+/// lower of the two (a conservative, true claim) until the next report; the watermark never
+/// goes back and never passes what is durable.
+///
+/// Dropping a writer ends its shape: quietly when it was caught up, with
+/// [`Event::WriterDown`] when it was pending ([`DownCause::DroppedPending`]) or its thread was
+/// panicking ([`DownCause::Panicked`]). [`retire`](Writer::retire) ends it quietly even when
+/// pending. Either way the shape stops counting and its key is free at once. A writer whose
+/// shape was already evicted or removed is inert: dropping it does nothing more.
+///
+/// ```
+/// use flushwatch::{Config, FlushTracker};
+/// let tracker = FlushTracker::new(Config::default()).unwrap();
+/// let writer = tracker.register("orders").unwrap();
+/// tracker.track(1, &[writer.id()]).unwrap();
+/// std::thread::spawn(move || {
+///     // ... write commit 1 and fsync ...
+///     writer.flushed(1);
+/// })
+/// .join()
+/// .unwrap();
+/// tracker.scan();
+/// assert_eq!(tracker.watermark(), 1);
+/// ```
+pub struct Writer<K> {
+    // Kept small (32 bytes for a `u64` key): a consumer holding thousands of writers touches
+    // one dense array of them plus one slot line per flush. The slot's address is the page
+    // pointer plus an offset, with no further load; the id's generation lives in the slot.
+    pub(crate) shared: Arc<Shared<K>>,
+    pub(crate) page: Arc<Page<K>>,
+    /// The slot's index (the id's index).
+    pub(crate) index: u32,
+    pub(crate) key: K,
+    /// Set by `retire` (and by `register`'s rollback): the drop ends the shape quietly.
+    pub(crate) retired: bool,
+}
+
+impl<K: fmt::Debug> fmt::Debug for Writer<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Writer")
+            .field("key", &self.key)
+            .field("id", &self.id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K> Writer<K> {
+    /// The slot's offset in its page.
+    #[inline(always)]
+    fn off(&self) -> usize {
+        self.index as usize & (PAGE - 1)
+    }
+
+    #[inline(always)]
+    fn slot(&self) -> &Slot {
+        &self.page.slots[self.off()]
+    }
+
+    /// The shape's id, for [`FlushTracker::track`](crate::FlushTracker::track).
+    pub fn id(&self) -> ShapeId {
+        ShapeId {
+            index: self.index,
+            gen: self.slot().generation(),
+        }
+    }
+
+    /// The shape's key.
+    pub fn key(&self) -> &K {
+        &self.key
+    }
+
+    /// Reports that every transaction with commit position `<= position` tracked for this
+    /// shape is durable. **The hot path**: no lock, no allocation, no hash lookup, no syscall;
+    /// a few loads and, when it is progress, two stores to the shape's own cache line.
+    ///
+    /// **The reporting contract** (the safety of the watermark assumes it): report only commit
+    /// positions this consumer has *received*, or [`Tracked::previous`](crate::Tracked::previous) of a commit it
+    /// received (the producer hands it over with the transaction) when it has durably written
+    /// everything before that commit but not all of it. Never a position made by arithmetic on
+    /// a commit: positions are sparse. Reporting an earlier commit it received is safe but may
+    /// hold the watermark back.
+    ///
+    /// A position beyond what was sent counts as caught up to what was sent, never more (a
+    /// later `track` still makes the shape pending): this protects reports made before a later
+    /// `track`. A position at or below the current flushed position is ignored and is not
+    /// progress. Reports from an evicted, removed or retired writer are ignored.
+    ///
+    /// Progress refreshes the shape's tick and answers a challenge ([`is_suspected`](Writer::is_suspected)
+    /// turns false).
+    ///
+    /// ```
+    /// use flushwatch::{Config, FlushTracker};
+    /// let tracker = FlushTracker::new(Config::default()).unwrap();
+    /// let w = tracker.register(1u8).unwrap();
+    /// tracker.track(10, &[w.id()]).unwrap();
+    /// w.flushed(99); // beyond what was sent: clamped to 10
+    /// tracker.track(20, &[w.id()]).unwrap();
+    /// tracker.scan();
+    /// assert_eq!(tracker.watermark(), 10, "pending again: durable up to the commit before 20");
+    /// ```
+    #[inline]
+    pub fn flushed(&self, position: Offset) {
+        let slot = self.slot();
+        let state = slot.state_hint();
+        let now = || self.shared.ticker.recent();
+        if state & (slot::PHASE | slot::SUSPECTED) == slot::LIVE {
+            slot.report(position, now);
+        } else if slot::is_live(state) && slot.report(position, now) {
+            slot.answer();
+        }
+    }
+
+    /// Says "alive, deliberately not flushing yet": refreshes the shape's tick and answers a
+    /// challenge, without claiming anything durable. A healthy consumer that sees
+    /// [`is_suspected`](Writer::is_suspected) during a long, legitimate pause calls it.
+    ///
+    /// Not the hot path: one compare-and-swap on the shape's state.
+    pub fn defer(&self) {
+        self.slot().defer(self.shared.ticker.recent());
+    }
+
+    /// Whether the scanner suspects this shape and no progress or `defer` has answered yet.
+    pub fn is_suspected(&self) -> bool {
+        slot::is_suspected(self.slot().state())
+    }
+
+    /// Whether this writer's shape was evicted (a stall) or removed: it is inert now, and its
+    /// key is already free (an eviction frees the key before this turns true).
+    pub fn is_evicted(&self) -> bool {
+        let phase = slot::phase(self.slot().state());
+        phase == slot::EVICTED || phase == slot::REMOVED
+    }
+
+    /// Ends the shape deliberately and quietly, even if it is pending: it stops counting and
+    /// its key is free at once. No event.
+    pub fn retire(mut self) {
+        self.retired = true;
+    }
+}
+
+impl<K> Drop for Writer<K> {
+    fn drop(&mut self) {
+        let panicking = std::thread::panicking();
+        let slot = self.slot();
+        // The producer lock orders this end against `track`: a `track` that counted this shape
+        // ran before, so the positions below include its commit (and the drop reports the
+        // shape pending); one that runs after sees the slot free and skips the id.
+        let producer = lock(&self.shared.producer);
+        let (flushed, sent) = slot.positions();
+        let cause = if self.retired {
+            None
+        } else if panicking {
+            Some(DownCause::Panicked)
+        } else if flushed < sent {
+            Some(DownCause::DroppedPending)
+        } else {
+            None
+        };
+        // If the shape was still live, this drop is what ends it; the slot is free from here.
+        let prev = slot.free();
+        drop(producer); // before any map call or channel send
+        let key = lock(&self.page.keys[self.off()]).take();
+        let shared = &self.shared;
+        // Unregister this id whatever the phase was (an eviction or removal has usually done
+        // it already; `remove_if` by id is idempotent and never touches a newer shape of the
+        // key). The user's `Hash`/`Eq` run here: a panic in them must not abort a drop that
+        // runs during unwinding, nor keep the slot from going back to the free list.
+        let id = self.id();
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            (shared.unregister)(&shared.registry, &self.key, id)
+        }));
+        if slot::is_live(prev) {
+            // Relaxed: a statistic.
+            shared.counters.live.fetch_sub(1, Ordering::Relaxed);
+            if let (Some(cause), Some(key)) = (cause, key) {
+                // Relaxed: a statistic.
+                shared.counters.writers_down.fetch_add(1, Ordering::Relaxed);
+                shared.events.action(Event::WriterDown { key, cause });
+            }
+        }
+        shared.slab.release(self.index);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_writer_is_small() {
+        // The flush path of a consumer with many shapes walks an array of writers.
+        assert_eq!(std::mem::size_of::<Writer<u64>>(), 32);
+    }
+}
