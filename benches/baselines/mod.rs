@@ -617,22 +617,26 @@ pub fn self_check<D: Design>() {
     }
     let steps: &[Step<D>] = &[
         ("nothing tracked", &|_| {}, 0),
-        ("track 5 -> {0,1}", &|d| d.track(5, &[0, 1]), 4),
-        ("0 flushes 5", &|d| d.flushed(0, 5), 4),
+        (
+            "track 5 -> {0,1}: raised to start_at",
+            &|d| d.track(5, &[0, 1]),
+            0,
+        ),
+        ("0 flushes 5", &|d| d.flushed(0, 5), 0),
         (
             "1 overshoots to 100: clamped to 5",
             &|d| d.flushed(1, 100),
             5,
         ),
-        ("track 10 -> {2}: raised to 9", &|d| d.track(10, &[2]), 9),
-        ("2 reports 7 < 9: ignored", &|d| d.flushed(2, 7), 9),
+        ("track 10 -> {2}: raised to 5", &|d| d.track(10, &[2]), 5),
+        ("2 reports 5 again: ignored", &|d| d.flushed(2, 5), 5),
         (
-            "track 12 -> {0,2,2}: 0 raised to 11",
+            "track 12 -> {0,2,2}: 0 raised to 10",
             &|d| d.track(12, &[0, 2, 2]),
-            9,
+            5,
         ),
-        ("2 flushes 12", &|d| d.flushed(2, 12), 11),
-        ("0 repeats 11: ignored", &|d| d.flushed(0, 11), 11),
+        ("2 flushes 12", &|d| d.flushed(2, 12), 10),
+        ("0 repeats 10: ignored", &|d| d.flushed(0, 10), 10),
         ("0 flushes 12", &|d| d.flushed(0, 12), 12),
         ("track 13 -> {3}", &|d| d.track(13, &[3]), 12),
     ];
