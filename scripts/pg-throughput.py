@@ -31,7 +31,7 @@ def main():
         "pg_recvlogical": "pg_recvlogical\n(pgoutput to /dev/null)",
         "pg-pipeline": f"pg-pipeline\n({a.shapes} shapes, fsynced files)",
     }
-    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=110)
+    fig, ax = plt.subplots(figsize=(8, 3.8), dpi=110)
     bars = ax.barh([labels.get(n, n) for n in names], rates, color=["#7f8c8d", "#2471a3"][: len(rows)])
     for b, r, row in zip(bars, rates, rows):
         ax.text(b.get_width(), b.get_y() + b.get_height() / 2, f" {r:,.0f} tx/s ({float(row['seconds']):.1f} s)",
@@ -40,8 +40,8 @@ def main():
     ax.set_xlabel("transactions per second, draining the same backlog")
     commits = int(rows[0]["commits"])
     ratio = rates[-1] / rates[0] if rates[0] else 0
-    ax.set_title(f"{commits:,} small transactions: pg-pipeline at {ratio:.2f}x the server's own rate; "
-                 f"tracker {a.share * 100:.2f}% of its CPU", fontsize=9)
+    ax.set_title(f"Draining {commits:,} small transactions: pg-pipeline at {ratio:.2f}x the server's own rate,\n"
+                 f"the tracker {a.share * 100:.2f}% of the pipeline's CPU", fontsize=9)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(a.out)
