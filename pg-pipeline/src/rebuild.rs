@@ -13,7 +13,10 @@
 //! 4. the reader keeps, of the buffered transactions, only those the snapshot does not see
 //!    (by xid: [`Snapshot::sees`]), registers a new writer (tracked only from now on) and
 //!    hands both to a healthy consumer, which appends the catch-up, `fsync`s, renames the file
-//!    over `<k>.log` and removes the marker.
+//!    over `<k>.log` and removes the marker;
+//! 5. the snapshot stays on the shape's route as a filter until the stream passes the WAL
+//!    insert position read with it: the reader lags the server, so the snapshot may already
+//!    hold transactions the stream delivers later, and those are skipped for the shape.
 //!
 //! Every transaction the snapshot does not see commits after it was taken, so it is either in
 //! the buffer or still to come in the stream (the stream is at or before the snapshot's
@@ -34,6 +37,9 @@ use crate::shapes::{self, Layout, ShapeKey};
 /// A `pg_snapshot`: `xmin:xmax:xip,...` (64-bit xids).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
+    /// `pg_current_wal_insert_lsn()` right after the snapshot was taken: a transaction whose
+    /// commit record ends after it committed after the snapshot (0 when unknown).
+    pub lsn: u64,
     pub xmin: u64,
     pub xmax: u64,
     pub xip: HashSet<u64>,
@@ -51,7 +57,12 @@ impl Snapshot {
                 .map(|x| x.parse().ok())
                 .collect::<Option<_>>()?,
         };
-        Some(Snapshot { xmin, xmax, xip })
+        Some(Snapshot {
+            lsn: 0,
+            xmin,
+            xmax,
+            xip,
+        })
     }
 
     /// The 64-bit xid of a 32-bit xid from the stream (pgoutput's `Begin` carries 32 bits):
@@ -134,8 +145,13 @@ fn snapshot_copy(client: &mut Client, layout: &Layout, out: &std::path::Path, ke
         .read_only(true)
         .start()?;
     // The snapshot of a REPEATABLE READ transaction is taken at its first query: this one.
-    let snap: String = tx.query_one("SELECT pg_current_snapshot()::text", &[])?.get(0);
-    let snapshot = Snapshot::parse(&snap).with_context(|| format!("bad snapshot {snap:?}"))?;
+    let row = tx.query_one(
+        "SELECT pg_current_snapshot()::text, pg_current_wal_insert_lsn()::text",
+        &[],
+    )?;
+    let (snap, lsn): (String, String) = (row.get(0), row.get(1));
+    let mut snapshot = Snapshot::parse(&snap).with_context(|| format!("bad snapshot {snap:?}"))?;
+    snapshot.lsn = shapes::parse_lsn(&lsn).with_context(|| format!("bad LSN {lsn:?}"))?;
     let wanted: HashSet<ShapeKey> = keys.iter().copied().collect();
     let mut bufs: HashMap<ShapeKey, Vec<u8>> = keys.iter().map(|k| (*k, Vec::new())).collect();
     let mut rows = 0u64;

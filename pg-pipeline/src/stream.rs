@@ -114,7 +114,14 @@ struct Txn {
 }
 
 enum Route {
-    Live { id: ShapeId, consumer: usize },
+    Live {
+        id: ShapeId,
+        consumer: usize,
+        /// A rebuilt shape's snapshot, until the stream passes it: a transaction the snapshot
+        /// already saw is skipped for this shape (the reader lags the server, so the snapshot
+        /// can see transactions the stream has not delivered yet).
+        filter: Option<Arc<Snapshot>>,
+    },
     /// Waiting for its snapshot; streamed transactions that touch it are kept here.
     Rebuilding { buffer: Vec<Arc<Txn>> },
 }
@@ -127,6 +134,8 @@ struct ReaderStats {
     replayed: AtomicU64,
     reconnects: AtomicU64,
     keepalive_tracks: AtomicU64,
+    /// Shape parts of transactions skipped because the shape's rebuild snapshot saw them.
+    filtered: AtomicU64,
     hist: [AtomicU64; 4],
     hist_ns: [AtomicU64; 4],
 }
@@ -243,7 +252,11 @@ pub fn run(o: RunOpts) -> Result<()> {
                 rebuild: None,
             })
             .map_err(|_| anyhow::anyhow!("consumer {consumer} is gone"))?;
-        routes.push(Route::Live { id, consumer });
+        routes.push(Route::Live {
+            id,
+            consumer,
+            filter: None,
+        });
     }
     // Every consumer has its files open before the stream starts.
     let (ready_tx, ready_rx) = channel::bounded(o.consumers);
@@ -287,7 +300,7 @@ pub fn run(o: RunOpts) -> Result<()> {
             .spawn(move || rebuild::worker(conn, layout, out, rb_rx, done_tx))?;
     }
     if !invalid.is_empty() {
-        let _ = rb_tx.send(rebuild::Request { keys: invalid });
+        let _ = rb_tx.send(rebuild::Request { keys: invalid.clone() });
     }
 
     let stats = Arc::new(ReaderStats::default());
@@ -310,6 +323,16 @@ pub fn run(o: RunOpts) -> Result<()> {
         fault_fired: false,
         clock: flushwatch::quanta::Clock::new(),
     };
+    if let Some(n) = (!invalid.is_empty()).then_some(invalid.len()) {
+        // Shapes whose rebuild a crash interrupted are rebuilt before the stream starts: the
+        // stream then starts behind their snapshots, and the filter skips what they saw.
+        let done = reader
+            .rebuild_done
+            .recv_timeout(Duration::from_secs(300))
+            .context("waiting for the start-up rebuilds")??;
+        log!("start: {n} shape(s) rebuilt from a snapshot before streaming");
+        reader.finish_rebuild(done)?;
+    }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let started = Instant::now();
     let result = rt.block_on(reader.stream(start));
@@ -335,8 +358,9 @@ pub fn run(o: RunOpts) -> Result<()> {
         stats.hist_ns
     );
     log!(
-        "done: commits={} secs={:.3} track_ns={} flushed_ns={} scanner_ns={} process_cpu_ns={} reconnects={} replayed={} fsyncs={} rounds={} rebuilt={}",
+        "done: commits={} filtered={} secs={:.3} track_ns={} flushed_ns={} scanner_ns={} process_cpu_ns={} reconnects={} replayed={} fsyncs={} rounds={} rebuilt={}",
         stats.commits.load(Ordering::Relaxed),
+        stats.filtered.load(Ordering::Relaxed),
         elapsed.as_secs_f64(),
         track_ns,
         flushed_ns,
@@ -533,7 +557,7 @@ impl Reader {
     }
 
     fn finish_rebuild(&mut self, done: rebuild::Done) -> Result<()> {
-        let snap: &Snapshot = &done.snapshot;
+        let snap: Arc<Snapshot> = Arc::new(done.snapshot);
         log!("rebuild: snapshot copied {} row(s) for {} shape(s)", done.rows, done.files.len());
         for (key, tmp) in done.files {
             let i = index(&self.o.layout, key);
@@ -582,7 +606,13 @@ impl Reader {
                     }),
                 })
                 .map_err(|_| anyhow::anyhow!("consumer {consumer} is gone"))?;
-            self.routes[i] = Route::Live { id, consumer };
+            self.routes[i] = Route::Live {
+                id,
+                consumer,
+                // Transactions committing after the snapshot's WAL position are invisible to
+                // it by construction; the filter is needed only up to there.
+                filter: Some(snap.clone()),
+            };
             self.counters.rebuilt.fetch_add(1, Ordering::Relaxed);
             log!(
                 "rebuild: done {key} on consumer {consumer}: snapshot xmin={} xmax={} in-progress={}, {applied} streamed transaction(s) applied, {seen} seen by the snapshot",
@@ -730,9 +760,22 @@ impl Reader {
         let txn = Arc::new(Txn { xid, commit, items });
         let mut ids = Vec::with_capacity(txn.items.len());
         let mut caught_up_shape = None;
+        // Per item: the consumer to send it to (None: rebuilding, or seen by its snapshot).
+        let mut to = Vec::with_capacity(txn.items.len());
         for (key, _) in &txn.items {
+            let mut dest = None;
             match &mut self.routes[index(&self.o.layout, *key)] {
-                Route::Live { id, .. } => {
+                Route::Live { id, consumer, filter } => {
+                    if let Some(f) = filter {
+                        if commit > f.lsn {
+                            *filter = None;
+                        } else if f.sees(xid) {
+                            self.stats.filtered.fetch_add(1, Ordering::Relaxed);
+                            to.push(None);
+                            continue;
+                        }
+                    }
+                    dest = Some(*consumer);
                     ids.push(*id);
                     if self.o.fault_kill_window
                         && !self.fault_fired
@@ -744,6 +787,7 @@ impl Reader {
                 }
                 Route::Rebuilding { buffer } => buffer.push(txn.clone()),
             }
+            to.push(dest);
         }
         // `track` first, so that a consumer never reports a commit the tracker has not seen.
         // The commit tracked just before: what a consumer that wrote only part of this one
@@ -755,9 +799,9 @@ impl Reader {
             && caught_up_shape.is_some()
             && self.stats.commits.load(Ordering::Relaxed) > self.o.fault_after_commits;
         let mut per: Vec<Vec<(ShapeKey, Bytes)>> = vec![Vec::new(); self.txs.len()];
-        for (key, lines) in &txn.items {
-            if let Route::Live { consumer, .. } = self.routes[index(&self.o.layout, *key)] {
-                per[consumer].push((*key, lines.clone()));
+        for ((key, lines), dest) in txn.items.iter().zip(&to) {
+            if let Some(c) = dest {
+                per[*c].push((*key, lines.clone()));
             }
         }
         for (c, items) in per.into_iter().enumerate() {
@@ -837,7 +881,7 @@ impl Reader {
         let s = self.tracker.stats();
         let c = &self.counters;
         log!(
-            "status: last_seen={} watermark={} acked={} pending={} suspected={} stalled={} evicted={} commits={} rows={} fsyncs={} rounds={} keepalive_tracks={}",
+            "status: last_seen={} watermark={} acked={} pending={} suspected={} stalled={} evicted={} commits={} rows={} fsyncs={} rounds={} keepalive_tracks={} filtered={}",
             Lsn(s.last_seen),
             Lsn(s.watermark),
             Lsn(self.acked),
@@ -850,6 +894,7 @@ impl Reader {
             c.fsyncs.load(Ordering::Relaxed),
             c.rounds.load(Ordering::Relaxed),
             self.stats.keepalive_tracks.load(Ordering::Relaxed),
+            self.stats.filtered.load(Ordering::Relaxed),
         );
     }
 }
