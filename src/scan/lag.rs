@@ -7,32 +7,41 @@
 use super::Rec;
 
 /// The lag grew during the run.
-const GREW: u32 = 1;
+const GREW: u16 = 1;
 /// The flushed position moved during the run.
-const PROGRESSED: u32 = 2;
+const PROGRESSED: u16 = 2;
 /// The run was reported as lagging (once per episode).
-const LAGGING: u32 = 4;
+const LAGGING: u16 = 4;
 
-/// Feeds one scan's sample of a pending shape into its record (`fresh`: the previous scan did
-/// not see it pending, so a run starts). Returns the lag when the shape is newly lagging.
+/// Feeds scan `epoch`'s sample of a pending shape the previous scan also saw pending into its
+/// record (a shape first seen pending starts a run of one scan: `Rec` is reset then). Returns
+/// the lag when the shape is newly lagging. Writes the record only when something changed.
 #[inline]
 pub(super) fn classify(
     rec: &mut Rec,
-    fresh: bool,
     lag: u64,
     flushed: u64,
+    epoch: u32,
     window: u32,
 ) -> Option<u64> {
-    if !fresh && lag >= rec.lag_prev {
-        rec.run = rec.run.saturating_add(1);
-        rec.flags |= (GREW * u32::from(lag > rec.lag_prev))
-            | (PROGRESSED * u32::from(flushed > rec.flushed_prev));
-    } else {
-        rec.run = 1;
+    if lag < rec.lag_prev {
+        // The run ends: a new one starts with this sample.
+        rec.run_start = epoch;
         rec.flags = 0;
+    } else {
+        let flags = rec.flags
+            | (GREW * u16::from(lag > rec.lag_prev))
+            | (PROGRESSED * u16::from(flushed > rec.flushed_prev));
+        if flags != rec.flags {
+            rec.flags = flags;
+        }
     }
-    rec.lag_prev = lag;
-    (rec.flags == GREW | PROGRESSED && rec.run > window).then_some(lag)
+    if lag != rec.lag_prev {
+        rec.lag_prev = lag;
+    }
+    // Scans in the run, this one included.
+    let run = epoch.wrapping_sub(rec.run_start).saturating_add(1);
+    (rec.flags == GREW | PROGRESSED && run > window).then_some(lag)
 }
 
 /// Marks the episode reported, so it is reported once.

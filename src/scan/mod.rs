@@ -31,34 +31,50 @@ use crate::sync::{lock, read, Arc, Mutex, Ordering};
 use crate::{Event, ScanReport};
 
 /// What a scan remembers of one pending slot between scans, touched only while the slot is in
-/// the pending set.
-#[derive(Clone, Copy, Default)]
+/// the pending set. Every entry of the set is visited by every scan, so a record written by
+/// one scan is read by the next; in the steady state (nothing changed) a visit writes nothing.
+#[derive(Clone, Copy)]
 pub(super) struct Rec {
-    /// `stamp(generation, scan)` of the last scan that saw the shape pending: the record goes
-    /// on only if that was the previous scan and the same shape. Zero: never seen.
-    stamp: u64,
     /// Lag and flushed position at the previous sample.
     lag_prev: u64,
     flushed_prev: u64,
     /// Real clocks: an upper bound of the time of the shape's last progress (`UNSEEN`: the
     /// progress was first seen by the previous scan, whose end time bounds it).
     seen: u64,
+    /// Low 32 bits of the generation of the shape the record describes.
+    gen: u32,
     /// The state word's answer counter at the previous sample (a `defer` bumps it).
     counter: u32,
-    /// Scans in the current run of non-decreasing lag (`lag.rs`).
-    run: u32,
+    /// The scan that started the current run of non-decreasing lag (`lag.rs`).
+    run_start: u32,
     /// The lag classifier's flags (`lag.rs`).
-    flags: u32,
+    flags: u16,
+    /// The previous scan did not see this shape pending (new entry, or seen caught up): the
+    /// record starts anew at the next pending visit.
+    broken: bool,
+}
+
+impl Rec {
+    /// The record of an entry that just joined the set.
+    const NEW: Rec = Rec {
+        lag_prev: 0,
+        flushed_prev: 0,
+        seen: UNSEEN,
+        gen: 0,
+        counter: 0,
+        run_start: 0,
+        flags: 0,
+        broken: true,
+    };
 }
 
 /// [`Rec::seen`]: progress first seen by the previous scan.
 const UNSEEN: u64 = u64::MAX;
 
-/// A record stamp: the low 32 bits of a shape's generation and of a scan number.
-#[inline]
-fn stamp(gen: u32, epoch: u32) -> u64 {
-    (u64::from(gen) << 32) | u64::from(epoch)
-}
+/// How many entries ahead a scan touches the slot it will visit, so that the cache misses of
+/// a sparse pending set overlap instead of queueing (a 1%-pending set of a million shapes
+/// has one slot every few pages).
+const LOOKAHEAD: usize = 8;
 
 /// A slot in the pending set, with what the scan remembers of it.
 struct Entry {
@@ -124,7 +140,7 @@ fn gather<K>(shared: &Shared<K>, st: &mut ScanState<K>) {
             *seen = true;
             st.set.push(Entry {
                 index,
-                rec: Rec::default(),
+                rec: Rec::NEW,
             });
         }
     }
@@ -198,7 +214,6 @@ where
     let (grace, lag_window) = (shared.grace, shared.lag_window);
     let exact = shared.ticker.is_exact();
     let prev_end = st.prev_end;
-    let prev_epoch = epoch.wrapping_sub(1);
     let ScanState {
         set,
         leaving,
@@ -209,9 +224,17 @@ where
         ..
     } = st;
     leaving.clear();
-    for (pos, entry) in set.iter_mut().enumerate() {
+    for pos in 0..set.len() {
+        if let Some(ahead) = set.get(pos + LOOKAHEAD) {
+            if let Some(slot) = slot::locate(pages, ahead.index) {
+                slot.touch();
+            }
+        }
+        let entry = &mut set[pos];
         let index = entry.index as usize;
-        let (page, off) = (&pages[index / PAGE], index % PAGE);
+        let Some((page, off)) = slot::locate_page(pages, entry.index) else {
+            continue; // unreachable: a listed slot's page was gathered
+        };
         let (slot, rec) = (&page.slots[off], &mut entry.rec);
         let sw = slot.state();
         let (reported, flushed, sent) = slot.snapshot();
@@ -221,24 +244,37 @@ where
             if slot::is_suspected(sw) && flushed >= sent {
                 slot.cas(sw, slot::answered(sw));
             }
+            rec.broken = true;
             leaving.push(pos);
             continue;
         }
         let gen = slot::gen32(sw);
-        let fresh = rec.stamp != stamp(gen, prev_epoch);
         let counter = slot::counter(sw);
+        let lag = last_seen.saturating_sub(flushed);
+        let fresh = rec.broken || rec.gen != gen;
+        if fresh {
+            *rec = Rec {
+                lag_prev: lag,
+                flushed_prev: flushed,
+                seen: UNSEEN,
+                gen,
+                counter,
+                run_start: epoch,
+                flags: 0,
+                broken: false,
+            };
+        }
         let idle = if exact {
             t.saturating_sub(slot.progress_tick())
         } else {
             // Real clock: a progress (a higher flushed position, a `defer`, becoming pending)
             // first seen by a scan happened before that scan ended: never overdue in the scan
             // that first sees it, whatever the time since the previous scan.
-            let progressed = fresh || flushed != rec.flushed_prev || counter != rec.counter;
-            rec.seen = match (progressed, rec.seen) {
-                (true, _) => UNSEEN,
-                (false, UNSEEN) => prev_end,
-                (false, seen) => seen,
-            };
+            if flushed != rec.flushed_prev || counter != rec.counter {
+                rec.seen = UNSEEN;
+            } else if rec.seen == UNSEEN && !fresh {
+                rec.seen = prev_end;
+            }
             if rec.seen == UNSEEN {
                 0
             } else {
@@ -282,9 +318,8 @@ where
             lowest = flushed;
             (holder, holder_sw) = (index, sw);
         }
-        if lag_window > 0 {
-            let lag = last_seen.saturating_sub(flushed);
-            if let Some(lag) = lag::classify(rec, fresh, lag, flushed, lag_window) {
+        if lag_window > 0 && !fresh {
+            if let Some(lag) = lag::classify(rec, lag, flushed, epoch, lag_window) {
                 if let Some(key) = page.key(off) {
                     lag::reported(rec);
                     shared.events.info(Event::Lagging {
@@ -295,9 +330,12 @@ where
                 }
             }
         }
-        rec.stamp = stamp(gen, epoch);
-        rec.flushed_prev = flushed;
-        rec.counter = counter;
+        if flushed != rec.flushed_prev {
+            rec.flushed_prev = flushed;
+        }
+        if counter != rec.counter {
+            rec.counter = counter;
+        }
     }
     prune(shared, st);
     st.stalls.purge(epoch);
