@@ -427,7 +427,6 @@ fn watch_events(events: Receiver<Event<Key>>, ctl: Sender<Key>, stop: &AtomicBoo
             Err(RecvTimeoutError::Disconnected) => return,
         };
         match event {
-            Event::Advanced { .. } => {}
             Event::Suspected { key, idle } => {
                 log!("event: suspected {key} idle={:.3}s", idle.as_secs_f64())
             }
