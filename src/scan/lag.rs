@@ -7,45 +7,44 @@
 use super::Rec;
 
 /// The lag grew during the run.
-const GREW: u16 = 1;
+const GREW: u32 = 1;
 /// The flushed position moved during the run.
-const PROGRESSED: u16 = 2;
+const PROGRESSED: u32 = 2;
 /// The run was reported as lagging (once per episode).
-const LAGGING: u16 = 4;
+const LAGGING: u32 = 4;
 
-/// Feeds scan `epoch`'s sample of a pending shape the previous scan also saw pending into its
-/// record (a shape first seen pending starts a run of one scan: `Rec` is reset then). Returns
-/// the lag when the shape is newly lagging. Writes the record only when something changed.
+/// Feeds scan `epoch`'s sample of a pending shape that the previous scan also saw pending
+/// (with lag `lag_prev`) into its record; a shape first seen pending starts a run of one scan
+/// (its record is reset then). Returns the lag when the shape is newly lagging. Writes the
+/// record only when something changed.
 #[inline]
 pub(super) fn classify(
     rec: &mut Rec,
+    lag_prev: u64,
     lag: u64,
     flushed: u64,
     epoch: u32,
     window: u32,
 ) -> Option<u64> {
-    if lag < rec.lag_prev {
+    let old = rec.flags();
+    let flags = if lag < lag_prev {
         // The run ends: a new one starts with this sample.
         rec.run_start = epoch;
-        rec.flags = 0;
+        0
     } else {
-        let flags = rec.flags
-            | (GREW * u16::from(lag > rec.lag_prev))
-            | (PROGRESSED * u16::from(flushed > rec.flushed_prev));
-        if flags != rec.flags {
-            rec.flags = flags;
-        }
-    }
-    if lag != rec.lag_prev {
-        rec.lag_prev = lag;
+        old | (GREW * u32::from(lag > lag_prev))
+            | (PROGRESSED * u32::from(flushed > rec.flushed_prev))
+    };
+    if flags != old {
+        rec.set_flags(flags);
     }
     // Scans in the run, this one included.
     let run = epoch.wrapping_sub(rec.run_start).saturating_add(1);
-    (rec.flags == GREW | PROGRESSED && run > window).then_some(lag)
+    (flags == GREW | PROGRESSED && run > window).then_some(lag)
 }
 
 /// Marks the episode reported, so it is reported once.
 #[inline]
 pub(super) fn reported(rec: &mut Rec) {
-    rec.flags |= LAGGING;
+    rec.set_flags(rec.flags() | LAGGING);
 }
