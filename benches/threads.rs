@@ -171,6 +171,66 @@ fn baseline_jobs<D: Design + 'static>(threads: usize) -> Vec<Job> {
         .collect()
 }
 
+/// 256 bytes on a 256-byte boundary: two threads' "slots" at a chosen distance inside it.
+#[repr(align(256))]
+struct Block([AtomicU64; 32]);
+
+/// Distances between the two threads' slots, in bytes: the same 64-byte line, adjacent lines
+/// (the layout of `flushwatch`'s 64-byte slots), 128 bytes (crossbeam's `CachePadded` on
+/// x86_64: a pair of lines, against the adjacent-line prefetcher) and 256 bytes.
+const DISTANCES: [usize; 4] = [16, 64, 128, 256];
+
+/// Two jobs, each storing a tick and a position (`Release`, the hot path's two stores) to its
+/// own pair of words, the second job's pair `distance` bytes after the first's.
+fn neighbour_jobs(distance: usize) -> Vec<Job> {
+    let block = Arc::new(Block(std::array::from_fn(|_| AtomicU64::new(0))));
+    (0..2)
+        .map(|t| {
+            let block = block.clone();
+            let word = t * distance / 8;
+            Box::new(move |iters: u64| {
+                let (tick, pos) = (&block.0[word], &block.0[word + 1]);
+                for i in 0..iters {
+                    // Relaxed: published by the Release store below (as in `Slot::report`).
+                    tick.store(i, Ordering::Relaxed);
+                    // Release: the hot path's publication; nothing reads it here.
+                    pos.store(black_box(i), Ordering::Release);
+                }
+            }) as Job
+        })
+        .collect()
+}
+
+/// False sharing between neighbouring slots written from two cores, interleaved like
+/// [`interleaved`]: each distance's crew runs `ROUNDS` windows in turn with the others, and the
+/// medians are printed as a `threads:` line per distance (ns per pair of stores per thread).
+fn neighbours() {
+    let crews: Vec<(usize, Crew)> = DISTANCES
+        .iter()
+        .map(|&d| (d, Crew::new(neighbour_jobs(d))))
+        .collect();
+    for (_, crew) in &crews {
+        crew.run(WINDOW_CALLS / 4); // warm up
+    }
+    let mut ns: Vec<Vec<f64>> = vec![Vec::new(); crews.len()];
+    for round in 0..ROUNDS {
+        for k in 0..crews.len() {
+            let i = if round % 2 == 0 { k } else { crews.len() - 1 - k };
+            let took = crews[i].1.run(WINDOW_CALLS);
+            ns[i].push(took.as_nanos() as f64 / WINDOW_CALLS as f64);
+        }
+    }
+    for ((d, _), v) in crews.iter().zip(&mut ns) {
+        v.sort_by(f64::total_cmp);
+        let median = (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0;
+        println!(
+            "threads: neighbours, 2 threads, slots {d} B apart: {median:.2} ns per flush \
+             (two stores) per thread, median of {ROUNDS} windows of {WINDOW_CALLS}; best {:.2} ns",
+            v[0]
+        );
+    }
+}
+
 fn bench_threads(c: &mut Criterion) {
     let mut g = c.benchmark_group("threads");
     for threads in THREADS {
@@ -249,6 +309,9 @@ fn main() {
         let (_t1, one) = flushwatch_jobs(1);
         let (_t2, two) = flushwatch_jobs(2);
         interleaved("flushwatch", one, two);
+    }
+    if baselines::wanted("threads/neighbours") {
+        neighbours();
     }
     let mut c = Criterion::default().configure_from_args();
     bench_threads(&mut c);

@@ -63,6 +63,12 @@
 //!   `min(last_seen, min flushed over pending shapes)` and publishes it if higher. Its
 //!   bookkeeping (suspicion snapshots, lag windows) is private, behind the scan lock: healthy
 //!   slots are only read.
+//! - **A scan costs what the pending shapes cost.** `track` lists every slot it makes pending
+//!   (a flag and a push under the producer lock it already holds); the scan visits only its
+//!   pending set, and drops a slot from it only under the producer lock, after proving there
+//!   that the slot is caught up, so a concurrent `track` re-lists it (`src/pending.rs`, loom
+//!   model `pending_set`). A million registered shapes of which 1% are pending cost a scan the
+//!   1%; see `BENCHMARKS.md`.
 //! - **Stall decisions are compare-and-swaps** of the slot's state word from exactly the word
 //!   the scan saw. A writer answering a challenge (progress or [`Writer::defer`]) changes that
 //!   word, so exactly one of "answered" and "stalled" wins, and an eviction is one atomic step.
@@ -139,15 +145,27 @@
 //!
 //! - `tracing`: logs stalls and evictions at warn level, rate-limited.
 //!
+//! # Layout
+//!
+//! `slot.rs` (the per-shape slot: its fields, who writes each, and every operation with its
+//! orderings), `core.rs` (shared state and `track`), `pending.rs` (the pending set),
+//! `writer.rs` (the hot path and a shape's end), `scan/` (one scan: the watermark pass, the
+//! stall machine, the lag classifier), `scanner.rs` (the thread and its guard), `tracker.rs`
+//! (the public facade), `inspect.rs` (status, stats), `events.rs`, `watermark.rs`,
+//! `clock.rs`, `registry.rs` (slot allocation), `sync.rs` (the only file naming std or loom
+//! primitives), `model.rs` (the sequential reference model, for tests).
+//!
 //! Under `RUSTFLAGS="--cfg loom"` every atomic, lock and thread comes from `loom`, so the
 //! public API works inside a downstream `loom::model` (see `loom-tests/`).
 //!
 //! # Caveats
 //!
-//! - Ticks on a real clock have the resolution of one scan interval (see "Ticks").
+//! - On a real clock, idleness has the resolution of the time between two scans (see "Ticks"):
+//!   detection can come up to one scan interval later than on an exact clock, never earlier.
 //! - A slot is reused only after its writer is dropped: a leaked writer leaks one slot.
-//! - `track` and `scan` serialise internally (they are not the hot path); a scan of a million
-//!   shapes holds the scan lock for its duration (see `BENCHMARKS.md`), not the producer lock.
+//! - `track` and `scan` serialise internally (they are not the hot path); a scan holds the scan
+//!   lock for its duration, and the producer lock twice briefly, for work proportional to the
+//!   shapes that became pending or caught up since the previous scan.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 

@@ -233,7 +233,11 @@ pub struct ShapeStatus<K> {
     pub flushed: Offset,
     /// Whether `flushed < sent`.
     pub pending: bool,
-    /// Time since its last progress; zero when not pending.
+    /// Time since its last progress; zero when not pending. Exact on a mock clock. On a real
+    /// clock it is measured from the stored tick, the one the scanner published before the
+    /// progress, so it can overstate the idle time by up to the time between two scans; stall
+    /// decisions never use it (they judge by an upper bound of the progress time, see the
+    /// crate docs, "Ticks").
     pub idle: Duration,
     /// Whether it is suspected and has not answered.
     pub suspected: bool,

@@ -21,7 +21,7 @@
 //! [`Slot::init`] (register), [`Slot::record`] (track: send and raise), [`Slot::report`] and
 //! [`Slot::defer`] (the writer), [`Slot::snapshot`] / [`Slot::positions`] /
 //! [`Slot::progress_tick`] (readers), [`Slot::cas`] and [`Slot::set_rearm`] (the scanner's
-//! suspect / answer / stall / evict), [`Slot::remove`] and [`Slot::free`] (the ends of a
+//! suspect / answer / stall / evict), [`Slot::end`] and [`Slot::free`] (the ends of a
 //! shape). No other file touches a slot's atomics.
 //!
 //! The shape's flushed position is `max(reported, floor)`: the writer and the producer never
@@ -77,9 +77,10 @@ pub(crate) const LIVE: u64 = 1;
 pub(crate) const EVICTED: u64 = 2;
 /// Removed by `FlushTracker::remove`; the writer still exists and is inert.
 pub(crate) const REMOVED: u64 = 3;
-/// Stalled and being evicted: no longer counting and inert, but its key is not free yet, so
-/// `is_evicted()` stays false until the scanner has freed the key and stored `EVICTED`.
-pub(crate) const EVICTING: u64 = 4;
+/// Being evicted (by the scanner) or removed (by `remove`): no longer counting and inert, but
+/// its key is not free yet, so `is_evicted()` stays false until the key is freed and `EVICTED`
+/// or `REMOVED` is stored.
+pub(crate) const ENDING: u64 = 4;
 /// Suspected by the scanner and not answered yet.
 pub(crate) const SUSPECTED: u64 = 0x10;
 const COUNTER_SHIFT: u32 = 8;
@@ -238,6 +239,16 @@ impl Slot {
         }
     }
 
+    /// Loads the slot's line ahead of a visit (the scan's lookahead): a load whose value is
+    /// discarded, so its cache miss overlaps the work on the slots before it. Not modelled
+    /// under loom (it decides nothing).
+    #[inline(always)]
+    pub(crate) fn touch(&self) {
+        #[cfg(not(loom))]
+        // Relaxed: the value is discarded; nothing is read through it.
+        std::hint::black_box(self.state.load(Ordering::Relaxed));
+    }
+
     /// The state word, for a decision that depends on it.
     #[inline]
     pub(crate) fn state(&self) -> u64 {
@@ -360,24 +371,25 @@ impl Slot {
         self.rearm.store(t, Ordering::Relaxed);
     }
 
-    /// Ends the shape of generation `gen32` (low 32 bits) for `remove`, if it is still live.
-    pub(crate) fn remove(&self, gen32: u32) -> bool {
+    /// Starts ending the live shape of generation `gen32` (low 32 bits) for `remove`: LIVE ->
+    /// ENDING, inert from here on. Returns the ENDING word, or `None` if the shape is not live
+    /// (a scan is evicting it, its writer dropped it, or it is already gone).
+    pub(crate) fn end(&self, gen32: u32) -> Option<u64> {
         // Relaxed: the CAS below validates it.
         let mut cur = self.state.load(Ordering::Relaxed);
         while is_live(cur) && self::gen32(cur) == gen32 {
+            let ending = with_phase(cur, ENDING);
             // AcqRel: pairs with the scanner's and the writer's CASes on `state`; an eviction,
             // a drop and a removal are mutually exclusive.
-            match self.state.compare_exchange_weak(
-                cur,
-                with_phase(cur, REMOVED),
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return true,
+            match self
+                .state
+                .compare_exchange_weak(cur, ending, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return Some(ending),
                 Err(s) => cur = s,
             }
         }
-        false
+        None
     }
 }
 

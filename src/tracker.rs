@@ -20,6 +20,7 @@ use crate::events::Events;
 use crate::registry::{Producer, Slab};
 use crate::scan::ScanState;
 use crate::scanner::{Scanner, StopSignal};
+use crate::slot;
 use crate::sync::{lock, Arc, AtomicBool, AtomicU64, Mutex, Ordering};
 use crate::watermark::Watermark;
 use crate::writer::Writer;
@@ -281,9 +282,14 @@ where
     }
 
     /// Ends a shape: it stops counting at once, its key is free at once, and its writer
-    /// becomes inert ([`Writer::is_evicted`] turns true). Returns whether `key` was registered.
+    /// becomes inert ([`Writer::is_evicted`] turns true, once the key is free). Returns true
+    /// iff `key` was registered and this call ended its shape: a shape that a concurrent scan
+    /// is evicting (the application hears of that through [`Event::Stalled`]) or whose writer
+    /// is being dropped is not removed again, so exactly one of "removed", "stalled" and
+    /// "writer down" happens to a shape.
     ///
-    /// Locking behaviour: takes a `DashMap` shard write lock and the page list's read lock.
+    /// Locking behaviour: a `DashMap` shard read lock, then the page list's read lock, then a
+    /// `DashMap` shard write lock, one after the other.
     ///
     /// ```
     /// use flushwatch::{Config, FlushTracker};
@@ -292,19 +298,37 @@ where
     /// assert!(tracker.remove(&"a"));
     /// assert!(!tracker.remove(&"a"));
     /// assert!(w.is_evicted());
+    /// assert!(tracker.register("a").is_ok(), "the key is free");
     /// ```
     pub fn remove(&self, key: &K) -> bool {
         let shared = self.shared();
-        let Some((_, id)) = shared.registry.remove(key) else {
+        let Some(id) = self.id_of(key) else {
             return false;
         };
-        let ended = shared
+        // LIVE -> ENDING (inert) first: if a scan's eviction or the writer's drop got there
+        // first, the shape is theirs to end (and to report).
+        let ending = shared
             .slab
-            .with_slot(id.index, |slot| slot.remove(id.gen as u32));
-        if ended == Some(true) {
+            .with_slot(id.index, |slot| slot.end(id.gen as u32))
+            .flatten();
+        if ending.is_some() {
             // Relaxed: a statistic.
             shared.counters.live.fetch_sub(1, Ordering::Relaxed);
         }
+        // Free the key whoever ended the shape (by id: never a newer shape of the key), before
+        // the removal is observable (`is_evicted`), so that the caller can register the key
+        // again as soon as this returns. A panic in the user's `Hash`/`Eq` must not leave the
+        // slot half removed.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            (shared.unregister)(&shared.registry, key, id)
+        }));
+        let Some(ending) = ending else {
+            return false;
+        };
+        shared.slab.with_slot(id.index, |slot| {
+            // Fails only if the writer was dropped meanwhile (FREE): nothing left to mark.
+            slot.cas(ending, slot::with_phase(ending, slot::REMOVED))
+        });
         true
     }
 

@@ -307,7 +307,12 @@ fn the_key_is_free_as_soon_as_is_evicted_turns_true() {
             .unwrap_or_else(|e| panic!("round {round}: {e}"));
         commit += 17;
         t.track(commit, &[w.id()]).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while !w.is_evicted() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: the stuck shape was never evicted"
+            );
             std::hint::spin_loop();
         }
         // The next round's register is the check.

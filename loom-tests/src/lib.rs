@@ -84,33 +84,64 @@ mod harness {
         /// Every commit tracked for the shape.
         pub tracked: &'a [Offset],
         /// The highest position the shape's consumer made durable (and reported) before the
-        /// check: every tracked commit `<=` it is durable.
+        /// check: every tracked commit `<=` it is durable. A position it received (a commit,
+        /// or the `Tracked::previous` of one), never arithmetic on a commit.
         pub durable: Offset,
         /// Whether the shape still counts (not evicted, removed, retired or dropped) as far as
         /// the checked scan is concerned.
         pub live: bool,
     }
 
-    /// The safety bound of SPEC.md: the largest `P` such that every commit `<= P` is durable
-    /// in every live shape it was tracked for (`u64::MAX` when nothing constrains it).
-    pub fn safe_bound(shapes: &[ShapeFacts<'_>]) -> Offset {
-        shapes
+    /// The safety bound of SPEC.md at transaction granularity: the largest of `positions`
+    /// (`start_at` and every commit handed to `track` in the model, in any order) such that
+    /// every commit `<=` it is durable in every live shape it was tracked for.
+    ///
+    /// Positions are sparse: the bound is always one of `positions`, never a commit minus one
+    /// (acknowledging `c - 1` acknowledges part of `c` under Postgres' end-LSN convention).
+    pub fn safe_bound(positions: &[Offset], shapes: &[ShapeFacts<'_>]) -> Offset {
+        for s in shapes {
+            for c in s.tracked {
+                assert!(
+                    positions.contains(c),
+                    "model error: commit {c} tracked for a shape is not in the positions {positions:?}"
+                );
+            }
+        }
+        // The first commit some live shape has not made durable.
+        let first_undurable = shapes
             .iter()
             .filter(|s| s.live)
             .filter_map(|s| s.tracked.iter().copied().filter(|&c| c > s.durable).min())
-            .map(|c| c - 1)
-            .min()
-            .unwrap_or(Offset::MAX)
+            .min();
+        positions
+            .iter()
+            .copied()
+            .filter(|&p| first_undurable.map_or(true, |c| p < c))
+            .max()
+            .expect("positions hold start_at, which is below every commit")
     }
 
-    /// Asserts the safety invariant for a published `watermark` (context: the scan report)
-    /// and returns the bound it was checked against.
+    /// Asserts that a published `watermark` is `start_at` or a tracked commit (one of
+    /// `positions`): never a position between two commits.
+    pub fn assert_position(watermark: Offset, positions: &[Offset], context: &dyn std::fmt::Debug) {
+        assert!(
+            positions.contains(&watermark),
+            "published {watermark}, which is neither start_at nor a tracked commit \
+             {positions:?}: {context:?}"
+        );
+    }
+
+    /// Asserts the safety invariant for a published `watermark` (context: the scan report):
+    /// it is one of `positions` ([`assert_position`]) and at most [`safe_bound`]. Returns the
+    /// bound it was checked against.
     pub fn assert_safe(
         watermark: Offset,
+        positions: &[Offset],
         shapes: &[ShapeFacts<'_>],
         context: &dyn std::fmt::Debug,
     ) -> Offset {
-        let bound = safe_bound(shapes);
+        assert_position(watermark, positions, context);
+        let bound = safe_bound(positions, shapes);
         assert!(
             watermark <= bound,
             "unsafe: {watermark} > {bound}: {context:?}"
@@ -118,21 +149,28 @@ mod harness {
         bound
     }
 
-    /// The fixture of the models that end or stall a shape: `a` tracked at 3 and 5 (pending,
-    /// flushed 2), `b` tracked at 3 and caught up. Check it with [`assert_safe_ab`].
+    /// The positions of the [`a_pending_b_caught_up`] fixture: `start_at` and its commits.
+    pub const AB_POSITIONS: [Offset; 3] = [0, 10, 25];
+
+    /// The fixture of the models that end or stall a shape, on sparse positions: `a` tracked
+    /// at 10 and 25 (pending, flushed 0: raised to `start_at` when 10 made it pending), `b`
+    /// tracked at 10 and caught up; `last_seen` is 25. Check it with [`assert_safe_ab`].
     pub fn a_pending_b_caught_up(
         t: &FlushTracker<&'static str>,
     ) -> (Writer<&'static str>, Writer<&'static str>) {
         let a = t.register("a").unwrap();
         let b = t.register("b").unwrap();
-        t.track(3, &[a.id(), b.id()]).unwrap();
-        t.track(5, &[a.id()]).unwrap();
-        b.flushed(3);
+        let tr = t.track(10, &[a.id(), b.id()]).unwrap();
+        assert_eq!((tr.tracked, tr.previous), (2, 0));
+        let tr = t.track(25, &[a.id()]).unwrap();
+        assert_eq!((tr.tracked, tr.previous), (1, 10));
+        b.flushed(10);
         (a, b)
     }
 
-    /// [`assert_safe`] for the [`a_pending_b_caught_up`] fixture: `a` made `a_durable`
-    /// durable and counts if `a_live`; `b` is durable at 3 and counts.
+    /// [`assert_safe`] for the [`a_pending_b_caught_up`] fixture (positions
+    /// [`AB_POSITIONS`]): `a` made `a_durable` durable and counts if `a_live`; `b` is durable
+    /// at 10 and counts.
     pub fn assert_safe_ab(
         watermark: Offset,
         a_durable: Offset,
@@ -141,15 +179,16 @@ mod harness {
     ) -> Offset {
         assert_safe(
             watermark,
+            &AB_POSITIONS,
             &[
                 ShapeFacts {
-                    tracked: &[3, 5],
+                    tracked: &[10, 25],
                     durable: a_durable,
                     live: a_live,
                 },
                 ShapeFacts {
-                    tracked: &[3],
-                    durable: 3,
+                    tracked: &[10],
+                    durable: 10,
                     live: true,
                 },
             ],

@@ -14,6 +14,12 @@
 //! - a `spawn_scanner` thread scans once and then waits for its stop (under loom a condvar
 //!   timeout is not modelled); call `scan()` directly to drive scans.
 //!
+//! The user's producer hands each consumer the commit and `Tracked::previous` with it; the
+//! consumer reports `previous` once it has written everything before the commit (before it
+//! starts the commit's own writes) and the commit once that is durable. Positions are sparse
+//! (commit end LSNs): the acknowledged position must be a commit or `start_at`, never a
+//! position in between.
+//!
 //! Bound: preemption bound 2. The user's protocol is two messages through a loom channel; two
 //! preemptions already put each report anywhere relative to the producer's next `track` and
 //! to the scan.
@@ -36,14 +42,14 @@ fn acknowledged_position_is_durable() {
         // What our consumer has written durably: the ground truth the acknowledgement must
         // never pass.
         let durable = Arc::new(AtomicU64::new(0));
-        let (tx, rx) = mpsc::channel::<u64>();
+        let (tx, rx) = mpsc::channel::<(u64, u64)>();
 
         let producer = {
             let tracker = tracker.clone();
             thread::spawn(move || {
-                for commit in [10, 11] {
-                    tracker.track(commit, &[id]).unwrap();
-                    tx.send(commit).unwrap();
+                for commit in [0x1A0, 0x1F8] {
+                    let tracked = tracker.track(commit, &[id]).unwrap();
+                    tx.send((commit, tracked.previous)).unwrap();
                 }
             })
         };
@@ -51,7 +57,9 @@ fn acknowledged_position_is_durable() {
             let durable = durable.clone();
             thread::spawn(move || {
                 for _ in 0..2 {
-                    let commit = rx.recv().unwrap();
+                    let (commit, previous) = rx.recv().unwrap();
+                    // Everything before `commit` is durable: say so before writing it.
+                    writer.flushed(previous);
                     // ... write and fsync `commit` ...
                     // Release: pairs with the acknowledging thread's Acquire load.
                     durable.store(commit, Ordering::Release);
@@ -61,18 +69,24 @@ fn acknowledged_position_is_durable() {
         };
 
         // The acknowledging thread: what it would send to Postgres must be durable.
-        let ack = tracker.scan().watermark;
+        tracker.scan();
+        let ack = tracker.watermark();
         // Acquire: pairs with the consumer's Release store.
         let written = durable.load(Ordering::Acquire);
-        // Below 10 there is no transaction of ours; from 10 on, every acknowledged commit must
-        // be written.
+        // start_at or a commit, never in between (acknowledging a position inside a commit
+        // acknowledges part of it); from the first commit on, it must be written.
         assert!(
-            ack < 10 || written >= ack,
-            "acknowledged {ack}, durable {written}"
+            [0, 0x1A0, 0x1F8].contains(&ack),
+            "acknowledged {ack:#x}: not a commit"
+        );
+        assert!(
+            ack == 0 || written >= ack,
+            "acknowledged {ack:#x}, durable {written:#x}"
         );
 
         producer.join().unwrap();
         consumer.join().unwrap();
-        assert_eq!(tracker.scan().watermark, 11);
+        tracker.scan();
+        assert_eq!(tracker.watermark(), 0x1F8);
     });
 }

@@ -1,28 +1,33 @@
 //! Races: a `Writer` dropped (or retired) against a `scan`, and against a `track` naming it.
 //!
-//! - `drop_pending_vs_scan` / `retire_pending_vs_scan`: `a` was sent 3 and 5 and has made 3
-//!   durable, `b` is caught up at 3. One thread drops (or retires) `a`'s writer while the
-//!   other scans. A scan that saw `a` live publishes at most 4 (safety) and exactly 3; a scan
-//!   after the end publishes 5 (the shape stopped counting at once: "never a lost unpin").
-//!   Afterwards: the key is free, the id is skipped by `track`, and the drop emitted exactly
-//!   one `WriterDown { DroppedPending }` (the retirement none).
-//! - `drop_caught_up_vs_track`: `a` is caught up at 3. One thread drops its writer while the
-//!   other runs `track(5, [a])`. Linearizability: either the track came first (`tracked == 1`,
+//! Sparse positions (start_at 0, commits 10, 25, ...).
+//!
+//! - `drop_pending_vs_scan` / `retire_pending_vs_scan`: `a` was sent 10 and 25 and has made 10
+//!   durable, `b` is caught up at 10. One thread drops (or retires) `a`'s writer while the
+//!   other scans. A scan that saw `a` live publishes at most 10 (safety) and exactly 10; a
+//!   scan after the end publishes 25 (the shape stopped counting at once: "never a lost
+//!   unpin"). Afterwards: the key is free, the id is skipped by `track`, and the queue holds
+//!   exactly one event, `WriterDown { DroppedPending }` (the retirement none).
+//! - `drop_caught_up_vs_track`: `a` is caught up at 10. One thread drops its writer while the
+//!   other runs `track(25, [a])`. Linearizability: either the track came first (`tracked == 1`,
 //!   and the drop then saw a pending shape: `WriterDown { DroppedPending }`) or the drop came
 //!   first (`skipped == 1`, and the drop was quiet). Never a commit counted as sent to a shape
-//!   that then ended quietly: nobody would rebuild it, and the watermark would pass commit 5
+//!   that then ended quietly: nobody would rebuild it, and the watermark would pass commit 25
 //!   although `a` never made it durable. (This model found that bug: `Writer::drop` read the
 //!   positions, then a `track` counted the shape, then the drop swapped the state. The fix
 //!   orders the drop's read and swap against `track` with the producer lock.)
 //!
 //! Bound: preemption bound 3. Each model has two threads; the drop is a handful of loom steps
-//! (positions, the state swap, the key mutex, the free list), the scan and the track a dozen;
-//! three preemptions place every step of one between any two steps of the other and back.
-//! Loom explores every value each load may return regardless of the bound.
+//! (positions, the state swap, the key mutex, the free list, the event queue's locks), the
+//! scan and the track a dozen; three preemptions place every step of one between any two
+//! steps of the other and back. Loom explores every value each load may return regardless of
+//! the bound.
 #![cfg(loom)]
 
 use flushwatch::{DownCause, Event};
-use flushwatch_loom_tests::{a_pending_b_caught_up, assert_safe_ab, drain, explore, tracker};
+use flushwatch_loom_tests::{
+    a_pending_b_caught_up, assert_position, assert_safe_ab, drain, explore, tracker,
+};
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::Arc;
 use loom::thread;
@@ -31,7 +36,7 @@ fn end_pending_vs_scan(retire: bool) {
     explore(3, move || {
         let (t, _mock) = tracker();
         let (a, b) = a_pending_b_caught_up(&t);
-        a.flushed(3);
+        a.flushed(10);
         let a_id = a.id();
 
         let ended = Arc::new(AtomicBool::new(false));
@@ -52,8 +57,10 @@ fn end_pending_vs_scan(retire: bool) {
         let r = t.scan();
         ender.join().unwrap();
 
-        let saw_a = r.registered == 2;
-        assert_safe_ab(r.watermark, 3, saw_a, &r);
+        // `b` is caught up, so the scan counted `a` iff it saw one pending shape.
+        let saw_a = r.pending == 1;
+        assert!(r.pending <= 1, "{r:?}");
+        assert_safe_ab(r.watermark, 10, saw_a, &r);
         if after_end {
             assert!(
                 !saw_a,
@@ -61,25 +68,24 @@ fn end_pending_vs_scan(retire: bool) {
             );
         }
         if saw_a {
-            assert_eq!((r.watermark, r.pending), (3, 1), "{r:?}");
+            // Named unless the end took its key before the scan looked it up.
+            assert_eq!(r.watermark, 10, "{r:?}");
+            assert!(matches!(r.pinned_by, Some("a") | None), "{r:?}");
         } else {
-            assert_eq!((r.watermark, r.pending, r.registered), (5, 0, 1), "{r:?}");
+            assert_eq!((r.watermark, r.pinned_by), (25, None), "{r:?}");
         }
 
         // Nothing half done, nothing lost.
-        assert_eq!(t.scan().watermark, 5, "the ended shape stopped counting");
+        assert_eq!(t.scan().watermark, 25, "the ended shape stopped counting");
         assert_eq!(t.id_of(&"a"), None);
-        let tr = t.track(6, &[a_id]).unwrap();
-        assert_eq!((tr.tracked, tr.skipped), (0, 1));
-        let downs: Vec<_> = drain(&t)
-            .into_iter()
-            .filter(|e| matches!(e, Event::WriterDown { .. }))
-            .collect();
+        let tr = t.track(40, &[a_id]).unwrap();
+        assert_eq!((tr.tracked, tr.skipped, tr.previous), (0, 1, 25));
+        let events = drain(&t);
         if retire {
-            assert!(downs.is_empty(), "retirement is quiet: {downs:?}");
+            assert!(events.is_empty(), "retirement is quiet: {events:?}");
         } else {
             assert_eq!(
-                downs,
+                events,
                 vec![Event::WriterDown {
                     key: "a",
                     cause: DownCause::DroppedPending
@@ -107,34 +113,34 @@ fn drop_caught_up_vs_track() {
     explore(3, || {
         let (t, _mock) = tracker();
         let a = t.register("a").unwrap();
-        t.track(3, &[a.id()]).unwrap();
-        a.flushed(3);
+        t.track(10, &[a.id()]).unwrap();
+        a.flushed(10);
         let a_id = a.id();
 
         let dropper = thread::spawn(move || drop(a));
-        let tr = t.track(5, &[a_id]).unwrap();
+        let tr = t.track(25, &[a_id]).unwrap();
         dropper.join().unwrap();
 
-        let downs: Vec<_> = drain(&t)
-            .into_iter()
-            .filter(|e| matches!(e, Event::WriterDown { .. }))
-            .collect();
+        let events = drain(&t);
         assert_eq!(tr.tracked + tr.skipped, 1);
+        assert_eq!(tr.previous, 10);
         if tr.tracked == 1 {
             assert_eq!(
-                downs,
+                events,
                 vec![Event::WriterDown {
                     key: "a",
                     cause: DownCause::DroppedPending
                 }],
-                "commit 5 was counted as sent to `a`, so its writer ended pending"
+                "commit 25 was counted as sent to `a`, so its writer ended pending"
             );
         } else {
             assert!(
-                downs.is_empty(),
-                "the drop came first, caught up: {downs:?}"
+                events.is_empty(),
+                "the drop came first, caught up: {events:?}"
             );
         }
-        assert_eq!(t.scan().watermark, 5);
+        let w = t.scan().watermark;
+        assert_position(w, &[0, 10, 25], &tr);
+        assert_eq!(w, 25);
     });
 }

@@ -1,18 +1,19 @@
 //! Race: `remove` against the shape's own `flushed` and against a `scan`.
 //!
-//! `a` was sent 3 and 5 and has made 2 durable; `b` is caught up at 3; `last_seen` is 5.
-//! Three threads: one removes `a`, one reports `a.flushed(3)`, one scans.
+//! Sparse positions: `a` was sent 10 and 25 and has made nothing durable (flushed 0); `b` is
+//! caught up at 10; `last_seen` is 25. Three threads: one removes `a`, one reports
+//! `a.flushed(10)`, one scans.
 //!
 //! Checked in every interleaving:
-//! - safety: while the scan saw `a` live, the watermark is at most 4 (commit 5 is never
-//!   durable in `a`); once `a` is gone it no longer counts;
+//! - safety: the watermark is start_at or a tracked commit; while the scan saw `a` live, it is
+//!   at most 10 (commit 25 is never durable in `a`); once `a` is gone it no longer counts;
 //! - removal counts at once: a scan that started after `remove` returned (a flag with
-//!   `Release`/`Acquire`) does not see `a` and publishes 5;
+//!   `Release`/`Acquire`) does not see `a` and publishes 25;
 //! - `remove` returns true, the writer is inert (`is_evicted()`), the key is free at once
 //!   (registering it again gives a new, caught-up shape), a late report from the removed
 //!   writer is ignored, and `track` skips the removed id;
 //! - nothing half done: exactly one of the scan seeing `a` and the scan not seeing it, and no
-//!   event for a removal.
+//!   event at all for a removal.
 //!
 //! Bound: preemption bound 3 with three threads (about 2 000 executions). `remove` is one map
 //! removal and one CAS, `flushed` five steps; three preemptions let the scan and the report
@@ -21,8 +22,9 @@
 //! load may return regardless of the bound).
 #![cfg(loom)]
 
-use flushwatch::Event;
-use flushwatch_loom_tests::{a_pending_b_caught_up, assert_safe_ab, drain, explore, tracker};
+use flushwatch_loom_tests::{
+    a_pending_b_caught_up, assert_position, assert_safe_ab, drain, explore, tracker,
+};
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::Arc;
 use loom::thread;
@@ -31,7 +33,7 @@ use loom::thread;
 fn remove_vs_flushed_and_scan() {
     explore(3, || {
         let (t, _mock) = tracker();
-        let (a, b) = a_pending_b_caught_up(&t); // a: sent 5, flushed 2
+        let (a, b) = a_pending_b_caught_up(&t); // a: sent 25, flushed 0
         let a_id = a.id();
 
         let removed = Arc::new(AtomicBool::new(false));
@@ -45,7 +47,7 @@ fn remove_vs_flushed_and_scan() {
             })
         };
         let writer = thread::spawn(move || {
-            a.flushed(3);
+            a.flushed(10);
             a
         });
         // Acquire: pairs with the remover's Release store.
@@ -54,9 +56,10 @@ fn remove_vs_flushed_and_scan() {
         remover.join().unwrap();
         let a = writer.join().unwrap();
 
-        let saw_a = r.registered == 2;
-        assert!(r.registered == 1 || saw_a, "{r:?}");
-        assert_safe_ab(r.watermark, 3, saw_a, &r);
+        // `b` is caught up, so the scan counted `a` iff it saw one pending shape.
+        let saw_a = r.pending == 1;
+        assert!(r.pending <= 1, "{r:?}");
+        assert_safe_ab(r.watermark, 10, saw_a, &r);
         if after_remove {
             assert!(
                 !saw_a,
@@ -64,10 +67,10 @@ fn remove_vs_flushed_and_scan() {
             );
         }
         if saw_a {
-            assert!(r.watermark == 2 || r.watermark == 3, "{r:?}");
+            assert!(r.watermark == 0 || r.watermark == 10, "{r:?}");
             assert_eq!(r.pinned_by, Some("a"));
         } else {
-            assert_eq!((r.watermark, r.pending), (5, 0), "{r:?}");
+            assert_eq!((r.watermark, r.pending), (25, 0), "{r:?}");
         }
 
         // Nothing half done.
@@ -75,25 +78,33 @@ fn remove_vs_flushed_and_scan() {
         assert!(!a.is_suspected());
         assert_eq!(t.id_of(&"a"), None);
         assert!(!t.remove(&"a"), "removed once");
-        assert_eq!(t.scan().watermark, 5);
+        assert_eq!(t.scan().watermark, 25);
         let again = t.register("a").expect("the key is free at once");
         assert_ne!(again.id(), a_id);
-        a.flushed(5); // a late report from the removed writer
+        a.flushed(25); // a late report from the removed writer
         let s = t.status(&"a").unwrap();
         assert_eq!((s.sent, s.flushed, s.pending), (0, 0, false));
-        let tr = t.track(6, &[a_id, again.id()]).unwrap();
+        let tr = t.track(40, &[a_id, again.id()]).unwrap();
         assert_eq!(
-            (tr.tracked, tr.skipped),
-            (1, 1),
+            (tr.tracked, tr.skipped, tr.previous),
+            (1, 1, 25),
             "the removed id is skipped"
         );
-        assert_eq!(t.scan().watermark, 5, "the new shape is pending at 5");
-        assert!(
-            drain(&t)
-                .iter()
-                .all(|e| matches!(e, Event::Advanced { .. })),
-            "a removal is quiet"
+        let w = t.scan().watermark;
+        assert_position(w, &[0, 10, 25, 40], &"after the re-register");
+        assert_eq!(
+            w, 25,
+            "the new shape is pending at 25 (the previous commit)"
         );
-        drop((a, b));
+        let events = drain(&t);
+        assert!(events.is_empty(), "a removal is quiet: {events:?}");
+        drop(a);
+        assert_eq!(
+            t.id_of(&"a"),
+            Some(again.id()),
+            "the removed writer's drop unregistered the new shape"
+        );
+        assert!(drain(&t).is_empty(), "an inert writer's drop is quiet");
+        drop(b);
     });
 }

@@ -2,15 +2,19 @@
 //!
 //! Under loom a page holds two slots, so a freed slot is reused by the very next `register`.
 //!
-//! - `stale_id_vs_reuse`: one thread drops `a`'s writer and registers `c` (which takes `a`'s
-//!   slot); the other runs `track(5, [a's old id, b])`. The old id must never reach `c`: `c`
-//!   stays caught up with nothing sent, whatever the order; `b` is always tracked.
+//! - `stale_id_vs_reuse`: after a keepalive at 4 (`track(4, [])`), one thread drops `a`'s
+//!   writer and registers `c` (which takes `a`'s slot); the other runs
+//!   `track(10, [a's old id, b])`. The old id must never reach `c`: `c` stays caught up with
+//!   nothing sent, whatever the order; `b` is always tracked, pending at the keepalive.
 //! - `stale_remove_vs_reuse`: one thread runs `remove("a")`; the other drops `a`'s writer and
 //!   registers `c` into its slot. The removal, which looked `a` up before the slot was reused,
 //!   must not end `c`.
 //! - `stale_writer_vs_new_shape`: `a` was removed but its writer lives on and reports; another
 //!   thread registers `c` and tracks commits for it. The writer owns its slot until it is
 //!   dropped, so `c` gets another slot and never sees the stale report.
+//! - `foreign_id_is_skipped`: a `ShapeId` made by another tracker (same slot index, and a
+//!   generation from the process-wide counter) is skipped by `track` while that tracker's
+//!   shape reports concurrently; the shape of this tracker in the same slot is untouched.
 //!
 //! Safety is checked too: the watermark never passes what every live shape made durable.
 //!
@@ -19,7 +23,7 @@
 //! `track`; the generation checks are single loads/CASes, so their placement is fully covered.
 #![cfg(loom)]
 
-use flushwatch_loom_tests::{explore, safe_bound, tracker, ShapeFacts};
+use flushwatch_loom_tests::{assert_position, assert_safe, explore, tracker, ShapeFacts};
 use loom::thread;
 
 #[test]
@@ -29,6 +33,7 @@ fn stale_id_vs_reuse() {
         let a = t.register("a").unwrap();
         let b = t.register("b").unwrap();
         let (a_id, b_id) = (a.id(), b.id());
+        t.track(4, &[]).unwrap(); // a keepalive: positions are sparse
 
         let reuser = {
             let t = t.clone();
@@ -37,10 +42,11 @@ fn stale_id_vs_reuse() {
                 t.register("c").unwrap()
             })
         };
-        let tr = t.track(5, &[a_id, b_id]).unwrap();
+        let tr = t.track(10, &[a_id, b_id]).unwrap();
         let c = reuser.join().unwrap();
 
         assert_eq!(tr.tracked + tr.skipped, 2, "{tr:?}");
+        assert_eq!(tr.previous, 4, "{tr:?}");
         assert!(tr.tracked >= 1, "b is always tracked: {tr:?}");
         let s = t.status(&"c").expect("c is live");
         assert_eq!(
@@ -51,9 +57,19 @@ fn stale_id_vs_reuse() {
         assert!(!c.is_evicted());
         let r = t.scan();
         assert_eq!((r.watermark, r.pending, r.registered), (4, 1, 2), "{r:?}");
+        assert_safe(
+            r.watermark,
+            &[0, 4, 10],
+            &[ShapeFacts {
+                tracked: &[10],
+                durable: 0,
+                live: true,
+            }],
+            &r,
+        );
         assert_eq!(r.pinned_by, Some("b"));
         // And from now on the old id is skipped for good.
-        let tr = t.track(6, &[a_id]).unwrap();
+        let tr = t.track(20, &[a_id]).unwrap();
         assert_eq!((tr.tracked, tr.skipped), (0, 1));
         assert!(!t.status(&"c").unwrap().pending);
         drop(b);
@@ -66,14 +82,14 @@ fn stale_remove_vs_reuse() {
         let (t, _mock) = tracker();
         let a = t.register("a").unwrap();
         let b = t.register("b").unwrap();
-        t.track(3, &[a.id(), b.id()]).unwrap();
+        t.track(10, &[a.id(), b.id()]).unwrap();
 
         let reuser = {
             let t = t.clone();
             thread::spawn(move || {
                 drop(a);
                 let c = t.register("c").unwrap();
-                t.track(4, &[c.id()]).unwrap();
+                t.track(25, &[c.id()]).unwrap();
                 c
             })
         };
@@ -88,13 +104,15 @@ fn stale_remove_vs_reuse() {
             "a stale removal ended the shape that reused the slot"
         );
         let s = t.status(&"c").expect("c is live");
-        assert_eq!((s.sent, s.flushed, s.pending), (4, 3, true));
+        assert_eq!((s.sent, s.flushed, s.pending), (25, 10, true));
         let r = t.scan();
         assert_eq!((r.registered, r.pending), (2, 2), "{r:?}");
-        assert_eq!(r.watermark, 2, "b pins at 2 (sent 3, raised to 2)");
-        c.flushed(4);
-        b.flushed(3);
-        assert_eq!(t.scan().watermark, 4);
+        assert_eq!(r.watermark, 0, "b pins at 0 (sent 10, raised to start_at)");
+        c.flushed(25);
+        b.flushed(10);
+        let w = t.scan().watermark;
+        assert_position(w, &[0, 10, 25], &"caught up");
+        assert_eq!(w, 25);
     });
 }
 
@@ -103,36 +121,70 @@ fn stale_writer_vs_new_shape() {
     explore(3, || {
         let (t, _mock) = tracker();
         let a = t.register("a").unwrap();
-        t.track(2, &[a.id()]).unwrap();
+        t.track(10, &[a.id()]).unwrap();
         assert!(t.remove(&"a"));
 
         let stale = thread::spawn(move || {
-            a.flushed(2);
+            a.flushed(10);
             a.defer();
-            a.flushed(9);
+            a.flushed(99);
             a
         });
         let c = t.register("c").unwrap();
-        t.track(5, &[c.id()]).unwrap();
+        t.track(25, &[c.id()]).unwrap();
         let r = t.scan();
         let a = stale.join().unwrap();
 
-        let bound = safe_bound(&[ShapeFacts {
-            tracked: &[5],
-            durable: 0,
-            live: true,
-        }]);
-        assert!(r.watermark <= bound, "unsafe: {} > {bound}", r.watermark);
+        let bound = assert_safe(
+            r.watermark,
+            &[0, 10, 25],
+            &[ShapeFacts {
+                tracked: &[25],
+                durable: 0,
+                live: true,
+            }],
+            &r,
+        );
+        assert_eq!(bound, 10);
         assert_eq!(
-            r.watermark, 4,
-            "c is pending at 4 (the raise), untouched by a"
+            r.watermark, 10,
+            "c is pending at 10 (the raise to the previous commit), untouched by a"
         );
         let s = t.status(&"c").unwrap();
         assert_eq!(
             (s.sent, s.flushed, s.pending, s.suspected),
-            (5, 4, true, false)
+            (25, 10, true, false)
         );
         assert!(a.is_evicted() && !c.is_evicted());
         assert_ne!(a.id(), c.id());
+    });
+}
+
+#[test]
+fn foreign_id_is_skipped() {
+    explore(3, || {
+        let (t, _mock) = tracker();
+        let (other, _other_mock) = tracker();
+        let mine = t.register("a").unwrap();
+        let theirs = other.register("a").unwrap();
+        other.track(10, &[theirs.id()]).unwrap();
+        // Both are the first shape of their tracker (slot 0); generations come from one
+        // process-wide counter, so the ids differ.
+        assert_ne!(mine.id(), theirs.id());
+        let foreign = theirs.id();
+
+        let reporter = thread::spawn(move || {
+            theirs.flushed(10);
+            theirs
+        });
+        let tr = t.track(10, &[foreign]).unwrap();
+        let theirs = reporter.join().unwrap();
+
+        assert_eq!((tr.tracked, tr.skipped, tr.previous), (0, 1, 0), "{tr:?}");
+        let s = t.status(&"a").unwrap();
+        assert_eq!((s.sent, s.flushed, s.pending), (0, 0, false), "{s:?}");
+        assert_eq!(t.scan().watermark, 10, "nothing pending here: last_seen");
+        assert_eq!(other.scan().watermark, 10);
+        assert!(!mine.is_evicted() && !theirs.is_evicted());
     });
 }

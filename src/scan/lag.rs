@@ -13,30 +13,38 @@ const PROGRESSED: u32 = 2;
 /// The run was reported as lagging (once per episode).
 const LAGGING: u32 = 4;
 
-/// Feeds one scan's sample of a pending shape into its record (`fresh`: the previous scan did
-/// not see it pending, so a run starts). Returns the lag when the shape is newly lagging.
+/// Feeds scan `epoch`'s sample of a pending shape that the previous scan also saw pending
+/// (with lag `lag_prev`) into its record; a shape first seen pending starts a run of one scan
+/// (its record is reset then). Returns the lag when the shape is newly lagging. Writes the
+/// record only when something changed.
 #[inline]
 pub(super) fn classify(
     rec: &mut Rec,
-    fresh: bool,
+    lag_prev: u64,
     lag: u64,
     flushed: u64,
+    epoch: u32,
     window: u32,
 ) -> Option<u64> {
-    if !fresh && lag >= rec.lag_prev {
-        rec.run = rec.run.saturating_add(1);
-        rec.flags |= (GREW * u32::from(lag > rec.lag_prev))
-            | (PROGRESSED * u32::from(flushed > rec.flushed_prev));
+    let old = rec.flags();
+    let flags = if lag < lag_prev {
+        // The run ends: a new one starts with this sample.
+        rec.run_start = epoch;
+        0
     } else {
-        rec.run = 1;
-        rec.flags = 0;
+        old | (GREW * u32::from(lag > lag_prev))
+            | (PROGRESSED * u32::from(flushed > rec.flushed_prev))
+    };
+    if flags != old {
+        rec.set_flags(flags);
     }
-    rec.lag_prev = lag;
-    (rec.flags == GREW | PROGRESSED && rec.run > window).then_some(lag)
+    // Scans in the run, this one included.
+    let run = epoch.wrapping_sub(rec.run_start).saturating_add(1);
+    (flags == GREW | PROGRESSED && run > window).then_some(lag)
 }
 
 /// Marks the episode reported, so it is reported once.
 #[inline]
 pub(super) fn reported(rec: &mut Rec) {
-    rec.flags |= LAGGING;
+    rec.set_flags(rec.flags() | LAGGING);
 }

@@ -31,40 +31,70 @@ use crate::sync::{lock, read, Arc, Mutex, Ordering};
 use crate::{Event, ScanReport};
 
 /// What a scan remembers of one pending slot between scans, touched only while the slot is in
-/// the pending set.
-#[derive(Clone, Copy, Default)]
+/// the pending set. Every entry of the set is visited by every scan, so a record written by
+/// one scan is read by the next (the previous sample's lag is `prev_last_seen - flushed_prev`);
+/// in the steady state (nothing changed) a visit writes nothing. 24 bytes, 32 with its index.
+#[derive(Clone, Copy)]
 pub(super) struct Rec {
-    /// `stamp(generation, scan)` of the last scan that saw the shape pending: the record goes
-    /// on only if that was the previous scan and the same shape. Zero: never seen.
-    stamp: u64,
-    /// Lag and flushed position at the previous sample.
-    lag_prev: u64,
+    /// The flushed position at the previous sample.
     flushed_prev: u64,
     /// Real clocks: an upper bound of the time of the shape's last progress (`UNSEEN`: the
     /// progress was first seen by the previous scan, whose end time bounds it).
     seen: u64,
-    /// The state word's answer counter at the previous sample (a `defer` bumps it).
-    counter: u32,
-    /// Scans in the current run of non-decreasing lag (`lag.rs`).
-    run: u32,
-    /// The lag classifier's flags (`lag.rs`).
-    flags: u32,
+    /// Low 32 bits of the generation of the shape the record describes.
+    gen: u32,
+    /// The scan that started the current run of non-decreasing lag (`lag.rs`).
+    run_start: u32,
+    /// The state word's answer counter at the previous sample (low 24 bits: a `defer` bumps
+    /// it), the lag classifier's flags (bits 24..28) and `BROKEN` (bit 31).
+    bits: u32,
+    /// The slot's index (kept here, in the record's padding, so an entry is 32 bytes).
+    index: u32,
+}
+
+/// [`Rec::bits`]: the previous scan did not see this shape pending (a new entry, or one seen
+/// caught up): the record starts anew at the next pending visit.
+const BROKEN: u32 = 1 << 31;
+const COUNTER: u32 = (1 << 24) - 1;
+const FLAGS_SHIFT: u32 = 24;
+
+impl Rec {
+    /// The record of an entry that just joined the set.
+    const fn new(index: u32) -> Rec {
+        Rec {
+            flushed_prev: 0,
+            seen: UNSEEN,
+            gen: 0,
+            run_start: 0,
+            bits: BROKEN,
+            index,
+        }
+    }
+
+    fn counter(&self) -> u32 {
+        self.bits & COUNTER
+    }
+
+    /// The lag classifier's flags.
+    fn flags(&self) -> u32 {
+        (self.bits >> FLAGS_SHIFT) & 0xF
+    }
+
+    fn set_flags(&mut self, flags: u32) {
+        self.bits = (self.bits & !(0xF << FLAGS_SHIFT)) | (flags << FLAGS_SHIFT);
+    }
 }
 
 /// [`Rec::seen`]: progress first seen by the previous scan.
 const UNSEEN: u64 = u64::MAX;
 
-/// A record stamp: the low 32 bits of a shape's generation and of a scan number.
-#[inline]
-fn stamp(gen: u32, epoch: u32) -> u64 {
-    (u64::from(gen) << 32) | u64::from(epoch)
-}
+/// How many entries ahead a scan touches the slot it will visit, so that the cache misses of
+/// a sparse pending set overlap instead of queueing (a 1%-pending set of a million shapes
+/// has one slot every few pages).
+const LOOKAHEAD: usize = 8;
 
 /// A slot in the pending set, with what the scan remembers of it.
-struct Entry {
-    index: u32,
-    rec: Rec,
-}
+type Entry = Rec;
 
 /// The scanner's private state (behind the scan lock).
 pub(crate) struct ScanState<K> {
@@ -80,6 +110,8 @@ pub(crate) struct ScanState<K> {
     /// The clock at the end of the previous scan: an upper bound of the time of any progress
     /// that scan saw.
     prev_end: u64,
+    /// `last_seen` as the previous scan read it (the lag of its samples).
+    prev_last_seen: u64,
     /// Scans started so far (wrapping); numbers the records.
     epoch: u32,
     /// The pages this scanner knows; refreshed when the slab grew.
@@ -99,6 +131,7 @@ impl<K> ScanState<K> {
             leaving: Vec::new(),
             stalls: stall::Memory::default(),
             prev_end: 0,
+            prev_last_seen: 0,
             epoch: 0,
             pages: Vec::new(),
             published: start_at,
@@ -122,10 +155,7 @@ fn gather<K>(shared: &Shared<K>, st: &mut ScanState<K>) {
         let seen = &mut st.in_set[index as usize];
         if !*seen {
             *seen = true;
-            st.set.push(Entry {
-                index,
-                rec: Rec::default(),
-            });
+            st.set.push(Rec::new(index));
         }
     }
 }
@@ -197,8 +227,7 @@ where
     // reload them for every slot.
     let (grace, lag_window) = (shared.grace, shared.lag_window);
     let exact = shared.ticker.is_exact();
-    let prev_end = st.prev_end;
-    let prev_epoch = epoch.wrapping_sub(1);
+    let (prev_end, prev_last_seen) = (st.prev_end, st.prev_last_seen);
     let ScanState {
         set,
         leaving,
@@ -209,10 +238,18 @@ where
         ..
     } = st;
     leaving.clear();
-    for (pos, entry) in set.iter_mut().enumerate() {
-        let index = entry.index as usize;
-        let (page, off) = (&pages[index / PAGE], index % PAGE);
-        let (slot, rec) = (&page.slots[off], &mut entry.rec);
+    for pos in 0..set.len() {
+        if let Some(ahead) = set.get(pos + LOOKAHEAD) {
+            if let Some(slot) = slot::locate(pages, ahead.index) {
+                slot.touch();
+            }
+        }
+        let rec = &mut set[pos];
+        let index = rec.index as usize;
+        let Some((page, off)) = slot::locate_page(pages, rec.index) else {
+            continue; // unreachable: a listed slot's page was gathered
+        };
+        let slot = &page.slots[off];
         let sw = slot.state();
         let (reported, flushed, sent) = slot.snapshot();
         if !slot::is_live(sw) || flushed >= sent {
@@ -221,24 +258,35 @@ where
             if slot::is_suspected(sw) && flushed >= sent {
                 slot.cas(sw, slot::answered(sw));
             }
+            rec.bits |= BROKEN;
             leaving.push(pos);
             continue;
         }
         let gen = slot::gen32(sw);
-        let fresh = rec.stamp != stamp(gen, prev_epoch);
         let counter = slot::counter(sw);
+        let lag = last_seen.saturating_sub(flushed);
+        let fresh = rec.bits & BROKEN != 0 || rec.gen != gen;
+        if fresh {
+            *rec = Rec {
+                flushed_prev: flushed,
+                seen: UNSEEN,
+                gen,
+                run_start: epoch,
+                bits: counter,
+                index: rec.index,
+            };
+        }
         let idle = if exact {
             t.saturating_sub(slot.progress_tick())
         } else {
             // Real clock: a progress (a higher flushed position, a `defer`, becoming pending)
             // first seen by a scan happened before that scan ended: never overdue in the scan
             // that first sees it, whatever the time since the previous scan.
-            let progressed = fresh || flushed != rec.flushed_prev || counter != rec.counter;
-            rec.seen = match (progressed, rec.seen) {
-                (true, _) => UNSEEN,
-                (false, UNSEEN) => prev_end,
-                (false, seen) => seen,
-            };
+            if flushed != rec.flushed_prev || counter != rec.counter() {
+                rec.seen = UNSEEN;
+            } else if rec.seen == UNSEEN && !fresh {
+                rec.seen = prev_end;
+            }
             if rec.seen == UNSEEN {
                 0
             } else {
@@ -282,9 +330,9 @@ where
             lowest = flushed;
             (holder, holder_sw) = (index, sw);
         }
-        if lag_window > 0 {
-            let lag = last_seen.saturating_sub(flushed);
-            if let Some(lag) = lag::classify(rec, fresh, lag, flushed, lag_window) {
+        if lag_window > 0 && !fresh {
+            let lag_prev = prev_last_seen.saturating_sub(rec.flushed_prev);
+            if let Some(lag) = lag::classify(rec, lag_prev, lag, flushed, epoch, lag_window) {
                 if let Some(key) = page.key(off) {
                     lag::reported(rec);
                     shared.events.info(Event::Lagging {
@@ -295,12 +343,16 @@ where
                 }
             }
         }
-        rec.stamp = stamp(gen, epoch);
-        rec.flushed_prev = flushed;
-        rec.counter = counter;
+        if flushed != rec.flushed_prev {
+            rec.flushed_prev = flushed;
+        }
+        if counter != rec.counter() {
+            rec.bits = (rec.bits & !COUNTER) | counter;
+        }
     }
     prune(shared, st);
     st.stalls.purge(epoch);
+    st.prev_last_seen = last_seen;
 
     let min = last_seen.min(lowest);
     if min > st.published {
@@ -334,4 +386,13 @@ where
         st.prev_end = shared.ticker.now();
     }
     report
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    #[test]
+    fn a_pending_set_entry_is_32_bytes() {
+        // What a pending shape costs the scanner in memory (`BENCHMARKS.md`, memory per shape).
+        assert_eq!(std::mem::size_of::<super::Entry>(), 32);
+    }
 }

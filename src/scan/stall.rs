@@ -8,8 +8,8 @@
 //!   (`Slot::cas`). A writer's progress or `defer` that changed the word first makes it
 //!   fail: the stall is not decided, the progress is applied. A CAS that wins makes the
 //!   writer's later `answer` fail: its report is ignored. Never both.
-//! - Eviction is two steps: LIVE -> EVICTING (inert, no longer counting), then the key is
-//!   freed in the registry, then EVICTING -> EVICTED (`is_evicted()` turns true). So whoever
+//! - Eviction is two steps: LIVE -> ENDING (inert, no longer counting), then the key is
+//!   freed in the registry, then ENDING -> EVICTED (`is_evicted()` turns true). So whoever
 //!   observes the eviction (the writer, the `Stalled` event) finds the key free.
 //! - What the machine remembers (the challenges in flight, the last `Stalled` queued per
 //!   shape) lives in side maps keyed by slot index, holding only suspected or stalled shapes.
@@ -151,7 +151,7 @@ where
     let gen = slot::gen32(sw);
     if evict {
         // Not yet EVICTED: `is_evicted()` turns true only once the key is free.
-        let evicting = slot::with_phase(sw, slot::EVICTING);
+        let evicting = slot::with_phase(sw, slot::ENDING);
         if !slot.cas(sw, evicting) {
             return Attended::Pending { suspected: true };
         }
