@@ -142,6 +142,9 @@ struct ReaderStats {
 
 const HISTORY: usize = 4096;
 
+/// A transaction's lines per shape, in first-touched order.
+type ShapeLines = Vec<(ShapeKey, Vec<u8>)>;
+
 struct Reader {
     o: RunOpts,
     tracker: FlushTracker<ShapeKey>,
@@ -161,7 +164,7 @@ struct Reader {
     /// The watermark last handed to the replication client.
     acked: u64,
     /// The open transaction: (xid, lines per shape in first-touched order).
-    open: Option<(u32, Vec<(ShapeKey, Vec<u8>)>)>,
+    open: Option<(u32, ShapeLines)>,
     fault_fired: bool,
     clock: flushwatch::quanta::Clock,
 }
