@@ -133,12 +133,14 @@
 //! - `track` and `scan` serialise internally (they are not the hot path); a scan of a million
 //!   shapes holds the scan lock for its duration (see `BENCHMARKS.md`), not the producer lock.
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
 mod clock;
 mod config;
 mod error;
 mod events;
+mod features;
 #[cfg(feature = "tracing")]
 mod log;
 pub mod model;

@@ -24,6 +24,9 @@ pub(crate) struct Counters {
     pub(crate) stalled: AtomicU64,
     pub(crate) evicted: AtomicU64,
     pub(crate) writers_down: AtomicU64,
+    /// `writers_down` by cause (see `Counters::down` in `features/mod.rs`).
+    pub(crate) down_panicked: AtomicU64,
+    pub(crate) down_dropped_pending: AtomicU64,
     pub(crate) scans: AtomicU64,
     pub(crate) scan_panics: AtomicU64,
     pub(crate) last_scan_nanos: AtomicU64,
@@ -51,6 +54,9 @@ pub(crate) struct Shared<K> {
     pub(crate) pinned: Mutex<Option<ShapeStatus<K>>>,
     pub(crate) events: Events<K>,
     pub(crate) counters: Counters,
+    /// Feature `metrics`: what the scans recorded so far.
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: crate::features::metrics::State,
     /// Whether a scanner thread runs. CAS false -> true in `spawn_scanner`, stored false by
     /// the thread as it exits.
     pub(crate) scanner_running: AtomicBool,
@@ -243,6 +249,8 @@ where
             pinned: Mutex::new(None),
             events: Events::new(config.event_capacity),
             counters: Counters::default(),
+            #[cfg(feature = "metrics")]
+            metrics: crate::features::metrics::State::new(),
             scanner_running: AtomicBool::new(false),
             unregister: unregister::<K>,
         };
@@ -663,6 +671,10 @@ pub(crate) fn status_of<K>(
 }
 
 /// The guard of the background scanner thread: dropping it stops and joins the thread.
+///
+/// With the `tokio` feature, a guard dropped inside a tokio runtime only signals stop and
+/// returns at once: the thread exits after the scan in flight, and
+/// [`spawn_scanner`](FlushTracker::spawn_scanner) returns [`Error::ScannerRunning`] until then.
 #[must_use = "dropping the guard stops the scanner"]
 pub struct Scanner {
     stop: Arc<StopSignal>,
@@ -676,7 +688,8 @@ impl fmt::Debug for Scanner {
 }
 
 impl Scanner {
-    /// Stops the scanner thread and waits for it (what dropping the guard does).
+    /// Stops the scanner thread and waits for it (what dropping the guard does; inside a tokio
+    /// runtime, with the `tokio` feature, it does not wait).
     pub fn stop(self) {}
 }
 
@@ -684,6 +697,9 @@ impl Drop for Scanner {
     fn drop(&mut self) {
         self.stop.stop();
         if let Some(join) = self.join.take() {
+            if crate::features::detach_scanner() {
+                return; // inside a tokio runtime: detach, never block an executor thread
+            }
             // A scan panic is caught inside the thread; a join error can only come from a
             // panic in the loop itself, which there is nobody to report to here.
             let _ = join.join();
@@ -914,6 +930,8 @@ impl<K> Drop for Writer<K> {
             if let (Some(cause), Some(key)) = (cause, key) {
                 // Relaxed: a statistic.
                 shared.counters.writers_down.fetch_add(1, Ordering::Relaxed);
+                // Relaxed: a statistic.
+                shared.counters.down(cause).fetch_add(1, Ordering::Relaxed);
                 shared.events.action(Event::WriterDown { key, cause });
             }
         }
