@@ -40,7 +40,10 @@ fn gauge(v: f64) -> DebugValue {
 /// A snapshot of the metrics after nothing was recorded since the previous one.
 fn nothing() -> BTreeMap<String, DebugValue> {
     let mut m = scan_metrics(0.0, 0.0, 0.0, 0, 0, 0, 0, 0, Duration::ZERO);
-    m.insert("flushwatch_scan_seconds".into(), DebugValue::Histogram(vec![]));
+    m.insert(
+        "flushwatch_scan_seconds".into(),
+        DebugValue::Histogram(vec![]),
+    );
     m
 }
 
@@ -130,7 +133,11 @@ fn every_scan_records_exact_gauges_counter_deltas_and_its_duration() {
         })
         .join()
         .unwrap_err();
-        assert_eq!(take(&snapshots), nothing(), "a writer's drop records nothing");
+        assert_eq!(
+            take(&snapshots),
+            nothing(),
+            "a writer's drop records nothing"
+        );
 
         // Scan 2, 11 s later: a (the only pending shape, at 100) is suspected; its
         // `Suspected` finds the queue full of the two `WriterDown` and is dropped.
@@ -209,7 +216,9 @@ fn descriptions_reach_a_recorder_set_after_the_tracker_was_created() {
     metrics::with_local_recorder(&recorder, || tracker.scan());
     let snapshot = snapshots.snapshot().into_vec();
     assert_eq!(snapshot.len(), 9);
-    assert!(snapshot.iter().all(|(_, unit, desc, _)| unit.is_some() && desc.is_some()));
+    assert!(snapshot
+        .iter()
+        .all(|(_, unit, desc, _)| unit.is_some() && desc.is_some()));
 }
 
 /// The hot path, and everything else outside a scan, records nothing.
@@ -234,7 +243,10 @@ fn only_scans_record_never_the_hot_path() {
         assert!(tracker.remove(&0));
         let _ = (tracker.watermark(), tracker.stats(), tracker.status(&1));
     });
-    assert!(snapshots.snapshot().into_vec().is_empty(), "recorded outside a scan");
+    assert!(
+        snapshots.snapshot().into_vec().is_empty(),
+        "recorded outside a scan"
+    );
 
     metrics::with_local_recorder(&recorder, || tracker.scan());
     let got = take(&snapshots);

@@ -20,7 +20,10 @@ fn the_background_scanner_records_every_scan() {
     tracker.track(0x1F8, &[]).unwrap();
     let scanner = tracker.spawn_scanner().unwrap();
     w.flushed(0x1A0);
-    assert_eq!(tracker.wait_watermark(0x1F8, Duration::from_secs(10)), 0x1F8);
+    assert_eq!(
+        tracker.wait_watermark(0x1F8, Duration::from_secs(10)),
+        0x1F8
+    );
     // The publication precedes the recording: wait for one more whole scan.
     let scans = tracker.stats().scans;
     let deadline = Instant::now() + Duration::from_secs(10);
