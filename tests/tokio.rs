@@ -365,6 +365,9 @@ where
         while tracker.stats().scans == scans {
             tokio::task::yield_now().await;
         }
+        // The count moves just before the thread leaves its scan: give it time to start the
+        // next one.
+        tokio::time::sleep(Duration::from_millis(3)).await;
         let dropped = Instant::now();
         drop(scanner);
         let drop_took = dropped.elapsed();
@@ -437,9 +440,9 @@ fn dropping_a_scanner_inside_a_runtime_does_not_block_the_executor() {
     for _ in 0..3 {
         let cost = drop_mid_scan(&tracker, scanner);
         eprintln!("{shapes} shapes: {cost:?}");
-        assert!(cost.still_running, "the drop returned while the thread was scanning");
-        assert!(cost.drop_took < Duration::from_millis(5), "{cost:?}");
-        let ok = cost.gap < cost.in_flight / 2;
+        let ok = cost.still_running
+            && cost.drop_took < Duration::from_millis(5)
+            && cost.gap < cost.in_flight / 2;
         attempts.push(cost);
         if ok {
             break;
@@ -455,5 +458,7 @@ fn dropping_a_scanner_inside_a_runtime_does_not_block_the_executor() {
         };
     }
     let last = attempts.last().unwrap();
+    assert!(last.still_running, "the drop returned while the thread was scanning: {attempts:?}");
+    assert!(last.drop_took < Duration::from_millis(5), "{attempts:?}");
     assert!(last.gap < last.in_flight / 2, "{attempts:?}");
 }
