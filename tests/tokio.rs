@@ -458,7 +458,10 @@ fn dropping_a_scanner_inside_a_runtime_does_not_block_the_executor() {
         };
     }
     let last = attempts.last().unwrap();
-    assert!(last.still_running, "the drop returned while the thread was scanning: {attempts:?}");
+    assert!(
+        last.still_running,
+        "the drop returned while the thread was scanning: {attempts:?}"
+    );
     assert!(last.drop_took < Duration::from_millis(5), "{attempts:?}");
     assert!(last.gap < last.in_flight / 2, "{attempts:?}");
 }
