@@ -536,7 +536,8 @@ where
     /// the next one, it does not shift the schedule). The returned guard stops and joins it
     /// on drop, promptly; the thread also stops when the last `FlushTracker` handle goes.
     /// A panic inside a scan is caught, counted, reported as [`Event::ScanPanicked`], and
-    /// scanning goes on. Fails with [`Error::ScannerRunning`] if one runs.
+    /// scanning goes on. Fails with [`Error::ScannerRunning`] if one runs. With the `tokio`
+    /// feature, a guard dropped inside a tokio runtime only signals stop (see [`Scanner`]).
     ///
     /// ```
     /// use flushwatch::{Config, Error, FlushTracker};

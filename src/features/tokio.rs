@@ -123,8 +123,11 @@ impl<K> Stream for EventStream<K> {
             Err(TryRecvError::Empty) => {}
         }
         let Some(shared) = this.shared.upgrade() else {
-            // Nothing can emit any more (the last strong reference is gone, so every event
-            // pushed is already in the channel): drain what is left, then end.
+            // Nothing can emit any more: the last strong reference is gone. Acquire fence:
+            // pairs with the Release decrement of that reference (a failed `upgrade` reads the
+            // count Relaxed), so every event pushed before it is visible to the `try_recv`.
+            std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+            // Drain what is left, then end.
             return Poll::Ready(this.rx.try_recv().ok());
         };
         {
