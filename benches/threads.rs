@@ -215,7 +215,11 @@ fn neighbours() {
     let mut ns: Vec<Vec<f64>> = vec![Vec::new(); crews.len()];
     for round in 0..ROUNDS {
         for k in 0..crews.len() {
-            let i = if round % 2 == 0 { k } else { crews.len() - 1 - k };
+            let i = if round % 2 == 0 {
+                k
+            } else {
+                crews.len() - 1 - k
+            };
             let took = crews[i].1.run(WINDOW_CALLS);
             ns[i].push(took.as_nanos() as f64 / WINDOW_CALLS as f64);
         }

@@ -36,6 +36,9 @@ pub(crate) struct Counters {
     pub(crate) stalled: AtomicU64,
     pub(crate) evicted: AtomicU64,
     pub(crate) writers_down: AtomicU64,
+    /// `writers_down` by cause (see `Counters::down` in `features/mod.rs`).
+    pub(crate) down_panicked: AtomicU64,
+    pub(crate) down_dropped_pending: AtomicU64,
     pub(crate) scans: AtomicU64,
     pub(crate) scan_panics: AtomicU64,
     pub(crate) last_scan_nanos: AtomicU64,
@@ -62,6 +65,9 @@ pub(crate) struct Shared<K> {
     pub(crate) pinned: Mutex<Option<ShapeStatus<K>>>,
     pub(crate) events: Events<K>,
     pub(crate) counters: Counters,
+    /// Feature `metrics`: what the scans recorded so far.
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: crate::features::metrics::State,
     /// Whether a scanner thread runs. CAS false -> true in `spawn_scanner`, stored false by
     /// the thread as it exits.
     pub(crate) scanner_running: AtomicBool,

@@ -129,6 +129,13 @@ impl<K> Events<K> {
     }
 }
 
+/// Wakes the parked streams when the queue goes away: they end once it is drained.
+impl<K> Drop for Events<K> {
+    fn drop(&mut self) {
+        self.wake();
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;

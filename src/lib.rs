@@ -144,6 +144,22 @@
 //! # Features
 //!
 //! - `tracing`: logs stalls and evictions at warn level, rate-limited.
+//! - `tokio`: `FlushTracker::watch_watermark`, a `tokio::sync::watch` receiver notified of
+//!   every published watermark, and `FlushTracker::event_stream`, a `Stream` over the same
+//!   queue as `events()`. Nothing blocks an executor thread for longer than one short lock:
+//!   a [`Scanner`] dropped inside a runtime signals stop and returns at once (the thread exits
+//!   after the scan in flight). Without the feature the crate does not depend on tokio.
+//! - `metrics`: every scan (background or [`FlushTracker::scan`]) records, through the
+//!   `metrics` facade (no exporter, no recorder installed), the gauges `flushwatch_watermark`,
+//!   `flushwatch_lag` (`last_seen` minus the watermark; offsets above 2^53 lose precision as
+//!   `f64`) and `flushwatch_pending_shapes`; the counters `flushwatch_suspected_total`,
+//!   `flushwatch_stalled_total`, `flushwatch_writer_down_total` (label `cause` = `panicked` |
+//!   `dropped_pending`) and `flushwatch_events_dropped_total`; the histogram
+//!   `flushwatch_scan_seconds`. Described (units, help) at `FlushTracker::new` and at the
+//!   first scan. Never on the hot path: [`Writer::flushed`] records nothing.
+//! - `serde`: `Serialize` for [`Stats`], [`ShapeStatus`], [`ScanReport`], [`Event`],
+//!   [`DownCause`] and [`Tracked`] (serde's defaults: externally tagged enums, `Duration` as
+//!   `{secs, nanos}`).
 //!
 //! # Layout
 //!
@@ -167,6 +183,7 @@
 //!   lock for its duration, and the producer lock twice briefly, for work proportional to the
 //!   shapes that became pending or caught up since the previous scan.
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
 mod clock;
@@ -174,6 +191,7 @@ mod config;
 mod core;
 mod error;
 mod events;
+mod features;
 mod inspect;
 #[cfg(feature = "tracing")]
 mod log;

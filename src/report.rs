@@ -35,6 +35,7 @@ pub struct ShapeId {
 /// let t = tracker.track(1, &[a.id(), a.id()]).unwrap();
 /// assert_eq!(t, Tracked { tracked: 1, skipped: 0, previous: 0 }, "an id named twice counts once");
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Tracked {
     /// Live shapes the commit was recorded for (each counted once).
@@ -63,6 +64,7 @@ pub struct Tracked {
 /// tracker.scan();
 /// assert_eq!(tracker.watermark(), 7, "the shape no longer pins the watermark");
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DownCause {
@@ -122,6 +124,7 @@ pub enum DownCause {
 /// ));
 /// assert!(stuck.is_evicted());
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event<K> {
@@ -188,6 +191,7 @@ pub enum Event<K> {
 /// assert_eq!((r.watermark, r.last_seen, r.pending, r.registered), (3, 8, 1, 2));
 /// assert_eq!(r.pinned_by, Some("b"), "b holds the watermark at 3");
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ScanReport<K> {
@@ -222,6 +226,7 @@ pub struct ScanReport<K> {
 /// let s = tracker.status(&"orders").unwrap();
 /// assert_eq!((s.sent, s.flushed, s.pending, s.lag), (9, 4, true, 5));
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ShapeStatus<K> {
@@ -256,6 +261,7 @@ pub struct ShapeStatus<K> {
 /// let s = tracker.stats();
 /// assert_eq!((s.registered, s.pending, s.scans, s.last_seen, s.watermark), (1, 1, 1, 1, 0));
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct Stats {

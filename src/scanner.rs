@@ -20,6 +20,11 @@ use crate::sync::{lock, thread, Arc, Condvar, Mutex, Ordering};
 use crate::Event;
 
 /// The guard of the background scanner thread: dropping it stops and joins the thread.
+///
+/// With the `tokio` feature, a guard dropped inside a tokio runtime only signals stop and
+/// returns at once: the thread exits after the scan in flight, and
+/// [`spawn_scanner`](crate::FlushTracker::spawn_scanner) returns
+/// [`Error::ScannerRunning`](crate::Error::ScannerRunning) until then.
 #[must_use = "dropping the guard stops the scanner"]
 pub struct Scanner {
     pub(crate) stop: Arc<StopSignal>,
@@ -33,7 +38,8 @@ impl fmt::Debug for Scanner {
 }
 
 impl Scanner {
-    /// Stops the scanner thread and waits for it (what dropping the guard does).
+    /// Stops the scanner thread and waits for it (what dropping the guard does; inside a tokio
+    /// runtime, with the `tokio` feature, it does not wait).
     pub fn stop(self) {}
 }
 
@@ -41,6 +47,9 @@ impl Drop for Scanner {
     fn drop(&mut self) {
         self.stop.stop();
         if let Some(join) = self.join.take() {
+            if crate::features::detach_scanner() {
+                return; // inside a tokio runtime: detach, never block an executor thread
+            }
             // A scan panic is caught inside the thread; a join error can only come from a
             // panic in the loop itself, which there is nobody to report to here.
             let _ = join.join();

@@ -129,6 +129,8 @@ where
             pinned: Mutex::new(None),
             events: Events::new(config.event_capacity),
             counters: Counters::default(),
+            #[cfg(feature = "metrics")]
+            metrics: crate::features::metrics::State::new(),
             scanner_running: AtomicBool::new(false),
             unregister: unregister::<K>,
         };
@@ -430,7 +432,8 @@ where
     /// the next one, it does not shift the schedule). The returned guard stops and joins it
     /// on drop, promptly; the thread also stops when the last `FlushTracker` handle goes.
     /// A panic inside a scan is caught, counted, reported as [`Event::ScanPanicked`], and
-    /// scanning goes on. Fails with [`Error::ScannerRunning`] if one runs.
+    /// scanning goes on. Fails with [`Error::ScannerRunning`] if one runs. With the `tokio`
+    /// feature, a guard dropped inside a tokio runtime only signals stop (see [`Scanner`]).
     ///
     /// ```
     /// use flushwatch::{Config, Error, FlushTracker};

@@ -19,6 +19,9 @@ pub(crate) struct Watermark {
     value: CachePadded<AtomicU64>,
     lock: Mutex<()>,
     cv: Condvar,
+    /// Feature `tokio`: every publication, for `FlushTracker::watch_watermark`.
+    #[cfg(all(feature = "tokio", not(loom)))]
+    pub(crate) tx: tokio::sync::watch::Sender<Offset>,
 }
 
 impl Watermark {
@@ -27,6 +30,8 @@ impl Watermark {
             value: CachePadded::new(AtomicU64::new(start_at)),
             lock: Mutex::new(()),
             cv: Condvar::new(),
+            #[cfg(all(feature = "tokio", not(loom)))]
+            tx: tokio::sync::watch::Sender::new(start_at),
         }
     }
 
@@ -43,6 +48,8 @@ impl Watermark {
         self.value.store(w, Ordering::Release);
         drop(lock(&self.lock));
         self.cv.notify_all();
+        #[cfg(all(feature = "tokio", not(loom)))]
+        self.tx.send_replace(w);
     }
 
     /// Blocks until the watermark is `>= at_least` or `timeout` passed; returns it. A timeout

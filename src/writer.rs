@@ -200,6 +200,8 @@ impl<K> Drop for Writer<K> {
             if let (Some(cause), Some(key)) = (cause, key) {
                 // Relaxed: a statistic.
                 shared.counters.writers_down.fetch_add(1, Ordering::Relaxed);
+                // Relaxed: a statistic.
+                shared.counters.down(cause).fetch_add(1, Ordering::Relaxed);
                 shared.events.action(Event::WriterDown { key, cause });
             }
         }

@@ -382,6 +382,8 @@ where
     c.scans.fetch_add(1, Ordering::Relaxed);
     let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
     c.last_scan_nanos.store(nanos, Ordering::Relaxed);
+    #[cfg(feature = "metrics")]
+    crate::features::metrics::record_scan(shared, &report, std::time::Duration::from_nanos(nanos));
     if !exact {
         st.prev_end = shared.ticker.now();
     }
