@@ -1,10 +1,12 @@
-//! `pg-pipeline`: flushwatch against a real PostgreSQL logical replication slot.
+//! `pg-pipeline`: flushwatch against a real PostgreSQL, over streaming logical replication.
 //!
 //! ```text
-//! pg-pipeline run --conn "host=127.0.0.1 user=app dbname=app" --slot flushwatch --create-slot
-//! pg-pipeline setup --conn ... --tables 4          # test tables public.t0..t3
-//! pg-pipeline workload --conn ... --tables 4 --rate 200 --duration 30
-//! pg-pipeline verify --conn ... --slot flushwatch --out out --tables 4
+//! pg-pipeline setup    --conn ... --tables public.t0,public.t1 --publication fw_pub
+//! pg-pipeline run      --conn "host=127.0.0.1 user=app dbname=app" --slot fw --publication fw_pub \
+//!                      --tables public.t0,public.t1 --shapes-per-table 512 --create-slot
+//! pg-pipeline workload --conn ... --tables ... --rate 200 --duration 30
+//! pg-pipeline backlog  --conn ... --tables ... --transactions 200000
+//! pg-pipeline verify   --conn ... --slot fw --publication fw_pub --out out --tables ... --shapes-per-table 512
 //! ```
 //!
 //! See `docs/pipeline.md` for the design and `scripts/pg-e2e` for the end-to-end proof.
@@ -17,9 +19,12 @@ macro_rules! log {
     };
 }
 
-mod decode;
+mod consumer;
 mod files;
-mod pipeline;
+mod pgoutput;
+mod rebuild;
+mod shapes;
+mod stream;
 mod verify;
 mod workload;
 
@@ -27,14 +32,16 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
-use clap::{Parser, Subcommand, ValueEnum};
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use flushwatch::StallPolicy;
+
+use crate::shapes::{Layout, ShapeKey};
 
 #[derive(Parser)]
 #[command(
     version,
-    about = "flushwatch against a real PostgreSQL logical replication slot"
+    about = "flushwatch against a real PostgreSQL, over streaming logical replication (pgoutput)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -42,31 +49,67 @@ struct Cli {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
+enum Sync {
+    Syncfs,
+    Fdatasync,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
 enum Policy {
-    /// Evict a stalled shape: the watermark moves on, the shape is rebuilt.
+    /// Evict a stalled shape: the watermark moves on, the shape is rebuilt from a snapshot.
     Evict,
     /// Only report it: the watermark (and PostgreSQL's WAL) stays pinned.
     Report,
 }
 
+/// Which tables, and how they are cut into shapes.
+#[derive(Args, Clone, Debug)]
+struct LayoutArgs {
+    /// Comma-separated qualified table names (each needs an integer key column).
+    #[arg(long, value_delimiter = ',', default_value = "public.t0,public.t1,public.t2,public.t3")]
+    tables: Vec<String>,
+    /// Shapes per table: shape k holds the rows with key % N = k.
+    #[arg(long, default_value_t = 512)]
+    shapes_per_table: u32,
+    /// The integer column the row filter uses.
+    #[arg(long, default_value = "id")]
+    key_column: String,
+}
+
+impl LayoutArgs {
+    fn layout(&self) -> Layout {
+        Layout {
+            tables: self.tables.clone(),
+            per_table: self.shapes_per_table.max(1),
+            key_column: self.key_column.clone(),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Read the slot, fan out per table to files, acknowledge the safe watermark.
+    /// Stream the slot, fan out to the shapes' files, acknowledge the safe watermark.
     Run {
-        /// libpq-style connection string (the user needs the REPLICATION attribute or superuser).
+        /// libpq-style key=value connection string (the user needs REPLICATION, and SELECT on
+        /// the tables for rebuilds).
         #[arg(long, env = "PG_PIPELINE_CONN")]
         conn: String,
-        /// The logical slot to acknowledge (plugin test_decoding).
+        /// The logical slot (plugin pgoutput).
         #[arg(long, default_value = "flushwatch")]
         slot: String,
+        /// The publication to stream.
+        #[arg(long, default_value = "flushwatch")]
+        publication: String,
         /// Create the slot if it does not exist (it then starts at the current WAL position).
         #[arg(long)]
         create_slot: bool,
-        /// Directory for the per-table files.
+        /// Directory for the shapes' files (<out>/<table>/<k>.log).
         #[arg(long, default_value = "pg-pipeline-out")]
         out: PathBuf,
-        /// Consumer threads; tables are assigned to them round robin.
-        #[arg(long, default_value_t = 4)]
+        #[command(flatten)]
+        layout: LayoutArgs,
+        /// Consumer threads; shapes are assigned to them round robin.
+        #[arg(long, default_value_t = 8)]
         consumers: usize,
         /// What to do with a consumer that stays stuck.
         #[arg(long, value_enum, default_value_t = Policy::Evict)]
@@ -80,44 +123,51 @@ enum Command {
         /// Scanner period, milliseconds.
         #[arg(long, default_value_t = 100)]
         scan_interval_ms: u64,
-        /// Consumers fsync and report at most this often, milliseconds.
-        #[arg(long, default_value_t = 20)]
+        /// A consumer's group fsync round starts at most this long after its first unflushed
+        /// change, milliseconds.
+        #[arg(long, default_value_t = 10)]
         fsync_interval_ms: u64,
-        /// Acknowledge (pg_replication_slot_advance) at most this often, milliseconds.
-        #[arg(long, default_value_t = 200)]
+        /// How a consumer's round is made durable: one syncfs(2) for all its dirty files, or an
+        /// fdatasync of each.
+        #[arg(long, value_enum, default_value_t = Sync::Syncfs)]
+        sync: Sync,
+        /// Hand the watermark to the replication client (and send standby status updates) this
+        /// often, milliseconds.
+        #[arg(long, default_value_t = 100)]
         ack_interval_ms: u64,
-        /// Sleep between polls of an idle slot, milliseconds.
-        #[arg(long, default_value_t = 50)]
-        poll_interval_ms: u64,
-        /// Rows per pg_logical_slot_get_changes call (whole transactions are always returned).
-        #[arg(long, default_value_t = 5000)]
-        batch: i32,
-        /// Wedge the consumer that owns this table (e.g. public.t0), as in a deadlock.
-        #[arg(long)]
-        wedge_table: Option<String>,
+        /// Wedge the consumer that owns this shape (e.g. 0:0 = table 0, k = 0), as in a deadlock.
+        #[arg(long, value_parser = parse_shape)]
+        wedge_shape: Option<ShapeKey>,
         /// Seconds after start at which that consumer wedges.
         #[arg(long, default_value_t = 5.0)]
         wedge_after: f64,
         /// Stop (cleanly, with a last acknowledgement) after this many seconds.
         #[arg(long)]
         duration: Option<f64>,
+        /// Stop once every commit up to this LSN (e.g. 0/3000060) is durable and acknowledged.
+        #[arg(long)]
+        until_lsn: Option<String>,
         /// Seconds between status lines on stderr.
         #[arg(long, default_value_t = 1.0)]
         status_interval: f64,
     },
-    /// Drop and create the test tables public.t0 .. public.t{N-1}.
+    /// Drop and create test tables (id identity primary key, payload text) and a publication
+    /// for them.
     Setup {
         #[arg(long, env = "PG_PIPELINE_CONN")]
         conn: String,
-        #[arg(long, default_value_t = 4)]
-        tables: usize,
+        #[arg(long, value_delimiter = ',', default_value = "public.t0,public.t1,public.t2,public.t3")]
+        tables: Vec<String>,
+        #[arg(long, default_value = "flushwatch")]
+        publication: String,
     },
-    /// Insert into the test tables at a steady rate, in multi-table transactions.
+    /// Insert into the test tables at a steady rate, in multi-table transactions; survives a
+    /// server restart (reconnects).
     Workload {
         #[arg(long, env = "PG_PIPELINE_CONN")]
         conn: String,
-        #[arg(long, default_value_t = 4)]
-        tables: usize,
+        #[arg(long, value_delimiter = ',', default_value = "public.t0,public.t1,public.t2,public.t3")]
+        tables: Vec<String>,
         /// Transactions per second.
         #[arg(long, default_value_t = 200.0)]
         rate: f64,
@@ -125,7 +175,7 @@ enum Command {
         #[arg(long, default_value_t = 30.0)]
         duration: f64,
         /// Bytes of payload per row.
-        #[arg(long, default_value_t = 400)]
+        #[arg(long, default_value_t = 100)]
         payload: usize,
         /// Roll back every Nth transaction (0: never).
         #[arg(long, default_value_t = 17)]
@@ -133,20 +183,44 @@ enum Command {
         #[arg(long, default_value_t = 0x5eed)]
         seed: u64,
     },
-    /// Check that every committed row is in the files or still unacknowledged.
+    /// Commit N small transactions as fast as the server takes them (one DO block), for the
+    /// throughput measurement; prints the WAL position after the last one.
+    Backlog {
+        #[arg(long, env = "PG_PIPELINE_CONN")]
+        conn: String,
+        #[arg(long, value_delimiter = ',', default_value = "public.t0,public.t1,public.t2,public.t3")]
+        tables: Vec<String>,
+        #[arg(long, default_value_t = 200_000)]
+        transactions: u64,
+        #[arg(long, default_value_t = 60)]
+        payload: usize,
+    },
+    /// Check every shape's file against its rows in the table.
     Verify {
         #[arg(long, env = "PG_PIPELINE_CONN")]
         conn: String,
         #[arg(long, default_value = "flushwatch")]
         slot: String,
+        #[arg(long, default_value = "flushwatch")]
+        publication: String,
         #[arg(long, default_value = "pg-pipeline-out")]
         out: PathBuf,
-        #[arg(long, default_value_t = 4)]
-        tables: usize,
-        /// Also require every committed row to be acknowledged (and so in the files).
+        #[command(flatten)]
+        layout: LayoutArgs,
+        /// Require every committed row to be in the files (the pipeline caught up): each
+        /// shape's file must equal its rows. Without it, a row may instead still be
+        /// unacknowledged by the slot (after a kill).
         #[arg(long)]
         caught_up: bool,
     },
+}
+
+fn parse_shape(s: &str) -> Result<ShapeKey, String> {
+    let (t, k) = s.split_once(':').ok_or("expected TABLE_INDEX:K")?;
+    Ok(ShapeKey {
+        table: t.parse().map_err(|e| format!("{e}"))?,
+        k: k.parse().map_err(|e| format!("{e}"))?,
+    })
 }
 
 static STARTED: OnceLock<Instant> = OnceLock::new();
@@ -166,44 +240,71 @@ fn main() -> Result<()> {
         Command::Run {
             conn,
             slot,
+            publication,
             create_slot,
             out,
+            layout,
             consumers,
             policy,
             grace,
             challenge,
             scan_interval_ms,
             fsync_interval_ms,
+            sync,
             ack_interval_ms,
-            poll_interval_ms,
-            batch,
-            wedge_table,
+            wedge_shape,
             wedge_after,
             duration,
+            until_lsn,
             status_interval,
-        } => pipeline::run(pipeline::RunOpts {
+        } => {
+            let fault = std::env::var("PG_PIPELINE_FAULT").unwrap_or_default();
+            let fault_kill_window = match fault.as_str() {
+                "" => false,
+                "kill-window" => true,
+                other => anyhow::bail!("PG_PIPELINE_FAULT={other}: the only fault is kill-window"),
+            };
+            let until = until_lsn
+                .map(|s| shapes::parse_lsn(&s).with_context(|| format!("--until-lsn {s}")))
+                .transpose()?;
+            stream::run(stream::RunOpts {
+                conn,
+                slot,
+                publication,
+                create_slot,
+                out,
+                layout: layout.layout(),
+                consumers,
+                policy: match policy {
+                    Policy::Evict => StallPolicy::Evict,
+                    Policy::Report => StallPolicy::Report,
+                },
+                grace: secs(grace),
+                challenge: secs(challenge),
+                scan_interval: Duration::from_millis(scan_interval_ms),
+                fsync_interval: Duration::from_millis(fsync_interval_ms),
+                sync: match sync {
+                    Sync::Syncfs => consumer::SyncMode::Syncfs,
+                    Sync::Fdatasync => consumer::SyncMode::Fdatasync,
+                },
+                ack_interval: Duration::from_millis(ack_interval_ms),
+                wedge_shape,
+                wedge_after: secs(wedge_after),
+                duration: duration.map(secs),
+                until,
+                status_interval: secs(status_interval),
+                fault_kill_window,
+                fault_after_commits: std::env::var("PG_PIPELINE_FAULT_AFTER")
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(200),
+            })
+        }
+        Command::Setup {
             conn,
-            slot,
-            create_slot,
-            out,
-            consumers,
-            policy: match policy {
-                Policy::Evict => StallPolicy::Evict,
-                Policy::Report => StallPolicy::Report,
-            },
-            grace: secs(grace),
-            challenge: secs(challenge),
-            scan_interval: Duration::from_millis(scan_interval_ms),
-            fsync_interval: Duration::from_millis(fsync_interval_ms),
-            ack_interval: Duration::from_millis(ack_interval_ms),
-            poll_interval: Duration::from_millis(poll_interval_ms),
-            batch,
-            wedge_table,
-            wedge_after: secs(wedge_after),
-            duration: duration.map(secs),
-            status_interval: secs(status_interval),
-        }),
-        Command::Setup { conn, tables } => workload::setup(&conn, tables),
+            tables,
+            publication,
+        } => workload::setup(&conn, &tables, &publication),
         Command::Workload {
             conn,
             tables,
@@ -221,17 +322,25 @@ fn main() -> Result<()> {
             rollback_every,
             seed,
         }),
+        Command::Backlog {
+            conn,
+            tables,
+            transactions,
+            payload,
+        } => workload::backlog(&conn, &tables, transactions, payload),
         Command::Verify {
             conn,
             slot,
+            publication,
             out,
-            tables,
+            layout,
             caught_up,
         } => verify::run(&verify::VerifyOpts {
             conn,
             slot,
+            publication,
             out,
-            tables,
+            layout: layout.layout(),
             caught_up,
         }),
     }

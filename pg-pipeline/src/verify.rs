@@ -1,127 +1,195 @@
-//! `pg-pipeline verify`: no acknowledged row is missing from the files.
+//! `pg-pipeline verify`: every shape's file against its rows in the table.
 //!
 //! Run while no pipeline runs (after a kill, say). It reads, in this order:
 //! 1. every row of every table (what is committed now), then flushes the WAL;
-//! 2. the transactions the ack slot has not acknowledged yet (`pg_logical_slot_peek_changes`
-//!    on the slot: what a restarted pipeline will replay);
-//! 3. every row in the shape files.
+//! 2. the rows of the transactions the slot has not acknowledged yet
+//!    (`pg_logical_slot_peek_binary_changes` with `pgoutput`, decoded with our decoder: what a
+//!    restarted pipeline will replay);
+//! 3. every shape's file, deduplicated by (commit, key).
 //!
-//! A row from 1 that is in neither 2 nor 3 was acknowledged to PostgreSQL without being
-//! written: data loss. Rows seen more than once in the files were replayed after a crash
-//! (the window between the last acknowledgement and the crash): duplicates, counted.
+//! Per shape, a row of the table that is in neither the file nor the unacknowledged tail was
+//! acknowledged without being written: lost. A row in the file that is not in the table, a
+//! payload that differs, or a key under two different commits (a rebuild that applied a
+//! transaction its snapshot already had) makes the shape mismatched. With `--caught-up` the
+//! file must equal the rows exactly. A shape with an `.invalid` marker is being rebuilt: after
+//! a kill it is skipped (counted), with `--caught-up` it is a failure. When the kill-window
+//! fault left `kill-window.txt`, every row of that commit must be in its file (with
+//! `--caught-up`) or unacknowledged.
 
 use std::collections::{HashMap, HashSet};
+use std::fs;
 use std::path::PathBuf;
 use std::thread;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use postgres::{Client, NoTls};
+use postgres::{Client, NoTls, SimpleQueryMessage};
 
-use crate::{decode, files};
+use crate::pgoutput::{self, Message};
+use crate::shapes::{self, Layout, ShapeKey};
 
-/// Options of `pg-pipeline verify`.
 #[derive(Debug, Clone)]
 pub struct VerifyOpts {
     pub conn: String,
     pub slot: String,
+    pub publication: String,
     pub out: PathBuf,
-    pub tables: usize,
+    pub layout: Layout,
     pub caught_up: bool,
 }
 
 pub fn run(o: &VerifyOpts) -> Result<()> {
+    let l = &o.layout;
     let mut client = Client::connect(&o.conn, NoTls).context("connecting to PostgreSQL")?;
 
-    let mut committed: HashMap<String, Vec<i64>> = HashMap::new();
-    for i in 0..o.tables {
-        let ids = client
-            .query(&format!("SELECT id FROM public.t{i}"), &[])?
-            .iter()
-            .map(|r| r.get::<_, i64>(0))
-            .collect();
-        committed.insert(format!("public.t{i}"), ids);
+    // 1. The tables, per shape: key -> escaped payload.
+    let mut table_rows: HashMap<ShapeKey, HashMap<i64, String>> = HashMap::new();
+    for (t, name) in l.tables.iter().enumerate() {
+        let sql = format!("SELECT * FROM {}", shapes::quote_qualified(name));
+        let mut kc = None;
+        for m in client.simple_query(&sql)? {
+            match m {
+                SimpleQueryMessage::RowDescription(cols) => {
+                    kc = cols.iter().position(|c| c.name() == l.key_column);
+                }
+                SimpleQueryMessage::Row(row) => {
+                    let kc = kc.with_context(|| format!("{name} has no column {}", l.key_column))?;
+                    let key: i64 = row.get(kc).and_then(|v| v.parse().ok()).context("key")?;
+                    let payload: Vec<String> = (0..row.len())
+                        .filter(|&i| i != kc)
+                        .map(|i| shapes::escape(row.get(i).unwrap_or("")))
+                        .collect();
+                    table_rows
+                        .entry(l.shape_of(t as u16, key))
+                        .or_default()
+                        .insert(key, payload.join("\t"));
+                }
+                _ => {}
+            }
+        }
     }
+    // Logical decoding reads only flushed WAL; a synchronous commit of our own flushes it.
+    client.batch_execute("SET synchronous_commit = on; BEGIN; SELECT pg_current_xact_id(); COMMIT;")?;
+    // 2. What the slot will replay.
+    let unacked = unacknowledged(&mut client, o)?;
 
-    // Rows are visible once committed, but logical decoding reads only WAL that is flushed,
-    // and with synchronous_commit = off a commit record can wait in memory. A synchronous
-    // commit of our own flushes the WAL up to it, so the peek below sees every commit above.
-    client.batch_execute(
-        "SET synchronous_commit = on; BEGIN; SELECT pg_current_xact_id(); COMMIT;",
-    )?;
-    let unacked = unacknowledged(&mut client, &o.slot)?;
-    let in_files = files::inserted_rows(&o.out, "id")
-        .with_context(|| format!("reading {}", o.out.display()))?;
-
-    let (mut db_rows, mut written, mut pending, mut lost) = (0u64, 0u64, 0u64, 0u64);
+    // 3. The files.
+    let (mut rows_checked, mut in_files, mut pending, mut lost, mut extra) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut duplicates, mut conflicts, mut wrong_payload, mut mismatched, mut invalid) = (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut examples = Vec::new();
-    for (table, ids) in &committed {
-        let seen = in_files.get(table);
-        let tail = unacked.get(table);
-        for id in ids {
-            db_rows += 1;
-            if seen.is_some_and(|s| s.contains_key(id)) {
-                written += 1;
-            } else if tail.is_some_and(|t| t.contains(id)) {
-                pending += 1;
-            } else {
-                lost += 1;
-                if examples.len() < 5 {
-                    examples.push(format!("{table} id={id}"));
+    let mut file_keys: HashMap<ShapeKey, HashSet<i64>> = HashMap::new();
+    for key in l.keys() {
+        if l.invalid_marker(&o.out, key).exists() {
+            invalid += 1;
+            continue;
+        }
+        let f = shapes::read_file(&l.path(&o.out, key))?;
+        let empty = HashMap::new();
+        let rows = table_rows.get(&key).unwrap_or(&empty);
+        let mut bad = f.conflicts > 0 || f.other_ops > 0;
+        duplicates += f.duplicates;
+        conflicts += f.conflicts;
+        for (id, payload) in rows {
+            rows_checked += 1;
+            match f.rows.get(id) {
+                Some((_, p)) if p == payload => in_files += 1,
+                Some(_) => {
+                    wrong_payload += 1;
+                    bad = true;
+                }
+                None if !o.caught_up && unacked.contains(&(key.table, *id)) => pending += 1,
+                None => {
+                    lost += 1;
+                    bad = true;
+                    if examples.len() < 5 {
+                        examples.push(format!("{key} id={id}"));
+                    }
                 }
             }
         }
-    }
-    let known: HashMap<&String, HashSet<i64>> = committed
-        .iter()
-        .map(|(t, ids)| (t, ids.iter().copied().collect()))
-        .collect();
-    let (mut duplicates, mut max_copies, mut extra) = (0u64, 0u32, 0u64);
-    for (table, ids) in &in_files {
-        for (id, &n) in ids {
-            duplicates += u64::from(n - 1);
-            max_copies = max_copies.max(n);
-            if !known.get(table).is_some_and(|k| k.contains(id)) {
+        for id in f.rows.keys() {
+            if !rows.contains_key(id) {
                 extra += 1;
+                bad = true;
+            }
+        }
+        mismatched += u64::from(bad);
+        file_keys.insert(key, f.rows.keys().copied().collect());
+    }
+
+    // The kill window's commit.
+    let (mut kw_rows, mut kw_missing) = (0u64, 0u64);
+    let kw = o.out.join("kill-window.txt");
+    if let Ok(text) = fs::read_to_string(&kw) {
+        for line in text.lines().skip(1) {
+            let mut it = line.split(' ');
+            let (Some(t), Some(k), Some(id)) = (it.next(), it.next(), it.next()) else { continue };
+            let key = ShapeKey { table: t.parse()?, k: k.parse()? };
+            let id: i64 = id.parse()?;
+            kw_rows += 1;
+            let in_file = file_keys.get(&key).is_some_and(|s| s.contains(&id));
+            let replayable = !o.caught_up && unacked.contains(&(key.table, id));
+            if !in_file && !replayable {
+                kw_missing += 1;
             }
         }
     }
+
     println!(
-        "verify: db_rows={db_rows} in_files={written} unacked={pending} lost={lost} duplicates={duplicates} max_copies={max_copies} extra={extra}"
+        "verify: shapes={} rows_checked={rows_checked} in_files={in_files} unacked={pending} lost={lost} extra={extra} wrong_payload={wrong_payload} duplicates={duplicates} conflicts={conflicts} shapes_mismatched={mismatched} invalid={invalid} kill_window_rows={kw_rows} kill_window_missing={kw_missing}",
+        l.count()
     );
     if lost > 0 {
-        bail!("{lost} committed rows are neither in the files nor unacknowledged (e.g. {examples:?}): data loss");
+        bail!("{lost} committed rows are neither in their shape's file nor unacknowledged (e.g. {examples:?}): data loss");
     }
-    if extra > 0 {
-        bail!("{extra} rows in the files were never committed");
+    if kw_missing > 0 {
+        bail!("{kw_missing} rows of the kill-window commit are missing");
     }
-    if o.caught_up && pending > 0 {
-        bail!("{pending} committed rows are not acknowledged yet, expected the pipeline to have caught up");
+    if mismatched > 0 {
+        bail!("{mismatched} shapes do not match their rows");
+    }
+    if o.caught_up && invalid > 0 {
+        bail!("{invalid} shapes are still waiting for their rebuild");
     }
     Ok(())
 }
 
-/// The inserted rows of the transactions after `slot`'s confirmed position. Retries while
-/// the slot is briefly held by a dying backend.
-fn unacknowledged(client: &mut Client, slot: &str) -> Result<HashMap<String, HashSet<i64>>> {
+/// (table index, key) of the rows inserted by transactions after the slot's confirmed
+/// position. Retries while the slot is briefly held by a dying walsender.
+fn unacknowledged(client: &mut Client, o: &VerifyOpts) -> Result<HashSet<(u16, i64)>> {
     let mut tries = 0;
     let rows = loop {
         match client.query(
-            "SELECT data FROM pg_logical_slot_peek_changes($1, NULL, NULL, 'skip-empty-xacts', '1')",
-            &[&slot],
+            "SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, NULL, 'proto_version', '1', 'publication_names', $2)",
+            &[&o.slot, &o.publication],
         ) {
             Ok(rows) => break rows,
-            Err(e) if tries < 50 && e.to_string().contains("active for PID") => {
+            Err(e) if tries < 100 && e.to_string().contains("active for PID") => {
                 tries += 1;
                 thread::sleep(Duration::from_millis(200));
             }
-            Err(e) => return Err(e).context("peeking the ack slot"),
+            Err(e) => return Err(e).context("peeking the slot"),
         }
     };
-    let mut out: HashMap<String, HashSet<i64>> = HashMap::new();
+    let mut rels: HashMap<u32, Option<(u16, usize)>> = HashMap::new();
+    let mut out = HashSet::new();
     for row in rows {
-        if let Some((table, id)) = decode::insert_id(row.get(0), "id") {
-            out.entry(table).or_default().insert(id);
+        let data: &[u8] = row.get(0);
+        match pgoutput::decode(data)? {
+            Message::Relation(r) => {
+                let e = o.layout.table_index(&r.qualified()).and_then(|t| {
+                    r.columns.iter().position(|c| *c == o.layout.key_column).map(|kc| (t, kc))
+                });
+                rels.insert(r.id, e);
+            }
+            Message::Insert { rel, new } => {
+                if let Some(Some((t, kc))) = rels.get(&rel) {
+                    if let Some(id) = new.get(*kc).and_then(pgoutput::int_value) {
+                        out.insert((*t, id));
+                    }
+                }
+            }
+            _ => {}
         }
     }
     Ok(out)

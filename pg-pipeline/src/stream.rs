@@ -1,0 +1,1055 @@
+//! `pg-pipeline run`: a logical slot streamed with `pgoutput`, fanned out to many shapes,
+//! acknowledged with the tracker's watermark in standby status updates.
+//!
+//! Who owns what:
+//! - the **reader** (a tokio task on a current-thread runtime) owns the replication connection
+//!   (`pgwire-replication`), the routing table and every `register` / `track` call. It decodes
+//!   each transaction, `track`s its commit (the commit record's end LSN, `end_lsn`) for the
+//!   shapes it touches, hands each consumer its lines, and every `ack_interval` hands the
+//!   tracker's watermark to the replication client, which sends it as write / flush / apply
+//!   position in a standby status update (at once when a keepalive asks for a reply).
+//!   Keepalives outside a transaction and transactions touching no shape are `track(pos, &[])`,
+//!   so an idle or filtered source still moves the slot.
+//! - **consumers** (threads) own the shapes' `Writer`s and files (`consumer.rs`);
+//! - the **event watcher** logs the tracker's events and asks the reader to rebuild a shape
+//!   that was evicted or whose writer went down; the **rebuild worker** copies snapshots
+//!   (`rebuild.rs`);
+//! - the tracker's scanner thread.
+//!
+//! On a broken stream (walsender terminated, server restarted) the reader reconnects with
+//! backoff and resumes from the slot; commits at or below `last_seen` were already handed to
+//! consumers by this process and are skipped.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use flushwatch::crossbeam_channel::{self as channel, Receiver, RecvTimeoutError, Sender};
+use flushwatch::{Config, Error as FwError, Event, FlushTracker, ShapeId, StallPolicy};
+use pgwire_replication::{Lsn as PLsn, ReplicationClient, ReplicationConfig, ReplicationEvent};
+
+use crate::consumer::{Consumer, Counters, Msg, Rebuilt, Wedge};
+use crate::pgoutput::{self, Message, Value};
+use crate::rebuild::{self, Snapshot};
+use crate::shapes::{Layout, Lsn, ShapeKey};
+
+/// Options of `pg-pipeline run` (parsed in `main.rs`).
+#[derive(Debug, Clone)]
+pub struct RunOpts {
+    pub conn: String,
+    pub slot: String,
+    pub publication: String,
+    pub create_slot: bool,
+    pub out: PathBuf,
+    pub layout: Layout,
+    pub consumers: usize,
+    pub policy: StallPolicy,
+    pub grace: Duration,
+    pub challenge: Duration,
+    pub scan_interval: Duration,
+    pub fsync_interval: Duration,
+    pub sync: crate::consumer::SyncMode,
+    pub ack_interval: Duration,
+    pub wedge_shape: Option<ShapeKey>,
+    pub wedge_after: Duration,
+    pub duration: Option<Duration>,
+    /// Stop once every commit up to this position is durable and acknowledged.
+    pub until: Option<u64>,
+    pub status_interval: Duration,
+    /// `PG_PIPELINE_FAULT=kill-window`: abort right after acknowledging a watermark while a
+    /// caught-up shape's newest commit is not yet `fsync`ed.
+    pub fault_kill_window: bool,
+    pub fault_after_commits: u64,
+}
+
+/// libpq-style `key=value` connection string, the parts the replication client needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnParts {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+    pub dbname: String,
+}
+
+pub fn parse_conn(conn: &str) -> Result<ConnParts> {
+    let mut p = ConnParts {
+        host: "127.0.0.1".into(),
+        port: 5432,
+        user: std::env::var("USER").unwrap_or_else(|_| "postgres".into()),
+        password: String::new(),
+        dbname: String::new(),
+    };
+    for kv in conn.split_whitespace() {
+        let Some((k, v)) = kv.split_once('=') else {
+            bail!("connection string: expected key=value, got {kv:?}");
+        };
+        let v = v.trim_matches('\'').to_string();
+        match k {
+            "host" | "hostaddr" => p.host = v,
+            "port" => p.port = v.parse().context("connection string: port")?,
+            "user" => p.user = v,
+            "password" => p.password = v,
+            "dbname" => p.dbname = v,
+            _ => {} // sslmode, application_name, ...: not needed by the replication client
+        }
+    }
+    if p.dbname.is_empty() {
+        p.dbname = p.user.clone();
+    }
+    Ok(p)
+}
+
+/// One decoded transaction: its xid, commit, and lines per shape.
+struct Txn {
+    xid: u32,
+    commit: u64,
+    items: Vec<(ShapeKey, Bytes)>,
+}
+
+enum Route {
+    Live {
+        id: ShapeId,
+        consumer: usize,
+        /// A rebuilt shape's snapshot, until the stream passes it: a transaction the snapshot
+        /// already saw is skipped for this shape (the reader lags the server, so the snapshot
+        /// can see transactions the stream has not delivered yet).
+        filter: Option<Arc<Snapshot>>,
+    },
+    /// Waiting for its snapshot; streamed transactions that touch it are kept here.
+    Rebuilding { buffer: Vec<Arc<Txn>> },
+}
+
+/// Statistics of the reader. `Relaxed`: they publish nothing.
+#[derive(Default)]
+struct ReaderStats {
+    commits: AtomicU64,
+    track_ns: AtomicU64,
+    replayed: AtomicU64,
+    reconnects: AtomicU64,
+    keepalive_tracks: AtomicU64,
+    /// Shape parts of transactions skipped because the shape's rebuild snapshot saw them.
+    filtered: AtomicU64,
+    hist: [AtomicU64; 4],
+    hist_ns: [AtomicU64; 4],
+}
+
+const HISTORY: usize = 4096;
+
+/// A transaction's lines per shape, in first-touched order.
+type ShapeLines = Vec<(ShapeKey, Vec<u8>)>;
+
+struct Reader {
+    o: RunOpts,
+    tracker: FlushTracker<ShapeKey>,
+    txs: Vec<Sender<Msg>>,
+    healthy: Vec<bool>,
+    next_consumer: usize,
+    routes: Vec<Route>,
+    /// Recent transactions, newest last (seeds a rebuild's buffer).
+    history: VecDeque<Arc<Txn>>,
+    /// relation id -> (table index, key column index), `None` for tables without shapes.
+    relations: HashMap<u32, Option<(u16, usize)>>,
+    rebuild_requests: Receiver<ShapeKey>,
+    rebuild_tx: Sender<rebuild::Request>,
+    rebuild_done: Receiver<Result<rebuild::Done>>,
+    stats: Arc<ReaderStats>,
+    counters: Arc<Counters>,
+    /// The watermark last handed to the replication client.
+    acked: u64,
+    /// The open transaction: (xid, lines per shape in first-touched order).
+    open: Option<(u32, ShapeLines)>,
+    fault_fired: bool,
+    clock: flushwatch::quanta::Clock,
+}
+
+/// See `timed_track`.
+const TRACK_CAP_NS: u64 = 20_000;
+
+fn index(layout: &Layout, key: ShapeKey) -> usize {
+    key.table as usize * layout.per_table as usize + key.k as usize
+}
+
+pub fn run(o: RunOpts) -> Result<()> {
+    if o.consumers == 0 {
+        bail!("--consumers must be at least 1");
+    }
+    cpu_interval(thread_cpu_ns()); // calibrate the CPU clock before the stream starts
+    let layout = o.layout.clone();
+    for t in 0..layout.tables.len() {
+        fs::create_dir_all(layout.dir(&o.out, t as u16))?;
+    }
+    // Slot and publication, and where to resume: the slot's confirmed position.
+    let mut sql = postgres::Client::connect(&o.conn, postgres::NoTls).context("connecting to PostgreSQL")?;
+    ensure_slot(&mut sql, &o.slot, &o.publication, o.create_slot)?;
+    let start: u64 = {
+        let row = sql.query_one(
+            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+            &[&o.slot],
+        )?;
+        let s: String = row.get(0);
+        crate::shapes::parse_lsn(&s).context("confirmed_flush_lsn")?
+    };
+    drop(sql);
+
+    let tracker: FlushTracker<ShapeKey> = FlushTracker::new(
+        Config::default()
+            .start_at(start)
+            .grace(o.grace)
+            .challenge(o.challenge)
+            .scan_interval(o.scan_interval)
+            .stall_policy(o.policy),
+    )?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let counters = Arc::new(Counters::default());
+    let wedge = Arc::new(Wedge {
+        shape: o.wedge_shape,
+        at: Instant::now() + o.wedge_after,
+        fired: AtomicBool::new(false),
+    });
+    let mut txs = Vec::with_capacity(o.consumers);
+    let mut consumers = Vec::with_capacity(o.consumers);
+    for i in 0..o.consumers {
+        let (tx, rx) = channel::unbounded();
+        txs.push(tx);
+        let c = Consumer {
+            index: i,
+            rx,
+            fsync_interval: o.fsync_interval,
+            sync: o.sync,
+            wedge: wedge.clone(),
+            stop: stop.clone(),
+            counters: counters.clone(),
+        };
+        consumers.push(thread::Builder::new().name(format!("consumer-{i}")).spawn(move || {
+            if let Err(e) = c.run() {
+                log!("consumer {i}: failed: {e:#}");
+            }
+        })?);
+    }
+
+    // Every shape is registered up front, except those whose marker says "rebuild me".
+    let mut routes = Vec::with_capacity(layout.count());
+    let mut invalid = Vec::new();
+    for (n, key) in layout.keys().enumerate() {
+        if layout.invalid_marker(&o.out, key).exists() {
+            invalid.push(key);
+            routes.push(Route::Rebuilding { buffer: Vec::new() });
+            continue;
+        }
+        let consumer = n % o.consumers;
+        let writer = tracker.register(key)?;
+        let id = writer.id();
+        txs[consumer]
+            .send(Msg::Adopt {
+                key,
+                writer,
+                path: layout.path(&o.out, key),
+                rebuild: None,
+            })
+            .map_err(|_| anyhow::anyhow!("consumer {consumer} is gone"))?;
+        routes.push(Route::Live {
+            id,
+            consumer,
+            filter: None,
+        });
+    }
+    // Every consumer has its files open before the stream starts.
+    let (ready_tx, ready_rx) = channel::bounded(o.consumers);
+    for tx in &txs {
+        let _ = tx.send(Msg::Ready(ready_tx.clone()));
+    }
+    for _ in 0..o.consumers {
+        ready_rx
+            .recv_timeout(Duration::from_secs(300))
+            .context("waiting for the consumers to open their files")?;
+    }
+    let scanner = tracker.spawn_scanner()?;
+    log!(
+        "start: slot={} publication={} resuming after {} shapes={} ({} tables x {}) consumers={} policy={:?} grace={:?} challenge={:?}{}",
+        o.slot,
+        o.publication,
+        Lsn(start),
+        layout.count(),
+        layout.tables.len(),
+        layout.per_table,
+        o.consumers,
+        o.policy,
+        o.grace,
+        o.challenge,
+        if invalid.is_empty() { String::new() } else { format!(" rebuilding {} invalid shape(s)", invalid.len()) }
+    );
+
+    let (req_tx, req_rx) = channel::unbounded();
+    let watcher = {
+        let (events, stop) = (tracker.events(), stop.clone());
+        thread::Builder::new()
+            .name("events".into())
+            .spawn(move || watch_events(events, req_tx, &stop))?
+    };
+    let (rb_tx, rb_rx) = channel::unbounded();
+    let (done_tx, done_rx) = channel::unbounded();
+    {
+        let (conn, layout, out) = (o.conn.clone(), layout.clone(), o.out.clone());
+        thread::Builder::new()
+            .name("rebuild".into())
+            .spawn(move || rebuild::worker(conn, layout, out, rb_rx, done_tx))?;
+    }
+    if !invalid.is_empty() {
+        let _ = rb_tx.send(rebuild::Request { keys: invalid.clone() });
+    }
+
+    let stats = Arc::new(ReaderStats::default());
+    let mut reader = Reader {
+        o: o.clone(),
+        tracker: tracker.clone(),
+        healthy: vec![true; o.consumers],
+        next_consumer: 0,
+        txs,
+        routes,
+        history: VecDeque::with_capacity(HISTORY),
+        relations: HashMap::new(),
+        rebuild_requests: req_rx,
+        rebuild_tx: rb_tx,
+        rebuild_done: done_rx,
+        stats: stats.clone(),
+        counters: counters.clone(),
+        acked: start,
+        open: None,
+        fault_fired: false,
+        clock: flushwatch::quanta::Clock::new(),
+    };
+    if let Some(n) = (!invalid.is_empty()).then_some(invalid.len()) {
+        // Shapes whose rebuild a crash interrupted are rebuilt before the stream starts: the
+        // stream then starts behind their snapshots, and the filter skips what they saw.
+        let done = reader
+            .rebuild_done
+            .recv_timeout(Duration::from_secs(300))
+            .context("waiting for the start-up rebuilds")??;
+        log!("start: {n} shape(s) rebuilt from a snapshot before streaming");
+        reader.finish_rebuild(done)?;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let started = Instant::now();
+    let result = rt.block_on(reader.stream(start));
+    let elapsed = started.elapsed();
+
+    // Shut down: consumers drain and flush, then report.
+    stop.store(true, Ordering::Relaxed); // Relaxed: a stop request; the joins synchronize.
+    drop(reader.txs);
+    for c in consumers {
+        let _ = c.join();
+    }
+    let cpu = process_cpu_ns();
+    let scanner_ns = scanner_cpu_ns();
+    drop(scanner);
+    let _ = watcher.join();
+    let (track_ns, flushed_ns) = (
+        stats.track_ns.load(Ordering::Relaxed),
+        counters.flushed_ns.load(Ordering::Relaxed),
+    );
+    log!(
+        "track calls by duration (<0.5us, <2us, <20us, longer, counted as 20us): {:?} calls, {:?} ns",
+        stats.hist,
+        stats.hist_ns
+    );
+    log!(
+        "done: commits={} filtered={} secs={:.3} track_ns={} flushed_ns={} scanner_ns={} process_cpu_ns={} reconnects={} replayed={} fsyncs={} rounds={} rebuilt={}",
+        stats.commits.load(Ordering::Relaxed),
+        stats.filtered.load(Ordering::Relaxed),
+        elapsed.as_secs_f64(),
+        track_ns,
+        flushed_ns,
+        scanner_ns,
+        cpu,
+        stats.reconnects.load(Ordering::Relaxed),
+        stats.replayed.load(Ordering::Relaxed),
+        counters.fsyncs.load(Ordering::Relaxed),
+        counters.rounds.load(Ordering::Relaxed),
+        counters.rebuilt.load(Ordering::Relaxed),
+    );
+    result
+}
+
+/// Checks that `slot` is a logical `pgoutput` slot and that the publication exists.
+fn ensure_slot(client: &mut postgres::Client, slot: &str, publication: &str, create: bool) -> Result<()> {
+    if client
+        .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&publication])?
+        .is_none()
+    {
+        bail!("no publication {publication}: CREATE PUBLICATION {publication} FOR TABLE ...");
+    }
+    let row = client.query_opt(
+        "SELECT plugin::text FROM pg_replication_slots WHERE slot_name = $1",
+        &[&slot],
+    )?;
+    match row {
+        Some(row) => {
+            let plugin: Option<String> = row.get(0);
+            if plugin.as_deref() != Some("pgoutput") {
+                bail!("slot {slot} uses plugin {plugin:?}; pg-pipeline streams pgoutput");
+            }
+            Ok(())
+        }
+        None if create => {
+            client.query_one(
+                "SELECT 1 FROM pg_create_logical_replication_slot($1, 'pgoutput')",
+                &[&slot],
+            )?;
+            log!("start: created slot {slot} (pgoutput)");
+            Ok(())
+        }
+        None => bail!("no replication slot {slot}; create it or pass --create-slot"),
+    }
+}
+
+impl Reader {
+    async fn stream(&mut self, start: u64) -> Result<()> {
+        let parts = parse_conn(&self.o.conn)?;
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(100);
+        let mut last_status = Instant::now();
+        let mut first_event: Option<Instant> = None;
+        loop {
+            let cfg = ReplicationConfig::new(
+                parts.host.clone(),
+                parts.user.clone(),
+                parts.password.clone(),
+                parts.dbname.clone(),
+                self.o.slot.clone(),
+                self.o.publication.clone(),
+            )
+            .with_port(parts.port)
+            // The server resumes from the slot's confirmed position whatever we ask for.
+            .with_start_lsn(PLsn::from_u64(self.acked.max(start)))
+            .with_ack_lsn(PLsn::from_u64(self.acked))
+            .with_status_interval(self.o.ack_interval)
+            .with_wakeup_interval(Duration::from_secs(1))
+            .with_application_name(format!("pg-pipeline-{}", self.o.slot));
+            let mut client = match ReplicationClient::connect(cfg).await {
+                Ok(c) => c,
+                Err(e) => {
+                    self.reconnect_wait(&format!("connect: {e}"), &mut backoff).await;
+                    continue;
+                }
+            };
+            if let Err(e) = client.wait_started().await {
+                self.reconnect_wait(&format!("start: {e}"), &mut backoff).await;
+                continue;
+            }
+            log!("stream: started at {}", Lsn(self.acked.max(start)));
+            let mut tick = tokio::time::interval(self.o.ack_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let outcome: Result<bool> = loop {
+                tokio::select! {
+                    biased;
+                    _ = tick.tick() => {
+                        self.housekeeping(&client)?;
+                        if last_status.elapsed() >= self.o.status_interval {
+                            last_status = Instant::now();
+                            self.log_status();
+                        }
+                        if self.o.duration.is_some_and(|d| started.elapsed() >= d) {
+                            break Ok(true);
+                        }
+                        if let Some(until) = self.o.until {
+                            if self.tracker.watermark() >= until {
+                                let secs = first_event.map_or(0.0, |t| t.elapsed().as_secs_f64());
+                                log!("until: every commit up to {} durable and acknowledged, {secs:.3}s after the first event", Lsn(until));
+                                break Ok(true);
+                            }
+                        }
+                    }
+                    ev = client.recv() => match ev {
+                        Ok(Some(ev)) => {
+                            first_event.get_or_insert_with(Instant::now);
+                            if let Err(e) = self.event(ev, &client).await {
+                                break Err(e);
+                            }
+                        }
+                        Ok(None) => break Ok(false),
+                        Err(e) => {
+                            log!("stream: {e}");
+                            break Ok(false);
+                        }
+                    }
+                }
+            };
+            match outcome {
+                Ok(true) => {
+                    // Stop: let the consumers' last round land, acknowledge, then close.
+                    let (tracker, target) = (self.tracker.clone(), self.tracker.last_seen());
+                    let w = tokio::task::spawn_blocking(move || tracker.wait_watermark(target, Duration::from_secs(2))).await?;
+                    client.update_applied_lsn(PLsn::from_u64(w));
+                    tokio::time::sleep(self.o.ack_interval * 2).await;
+                    log!("ack: final {}", Lsn(w));
+                    let _ = client.shutdown().await;
+                    return Ok(());
+                }
+                Ok(false) => {
+                    self.open = None;
+                    client.abort();
+                    self.reconnect_wait("stream ended", &mut backoff).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn reconnect_wait(&mut self, why: &str, backoff: &mut Duration) {
+        let n = self.stats.reconnects.fetch_add(1, Ordering::Relaxed) + 1;
+        log!("reconnect: #{n} in {:?} ({why})", *backoff);
+        tokio::time::sleep(*backoff).await;
+        *backoff = (*backoff * 2).min(Duration::from_secs(2));
+    }
+
+    /// Periodic work: acknowledge, start and finish rebuilds.
+    fn housekeeping(&mut self, client: &ReplicationClient) -> Result<()> {
+        let w = self.tracker.watermark();
+        if w > self.acked {
+            client.update_applied_lsn(PLsn::from_u64(w));
+            self.acked = w;
+        }
+        while let Ok(key) = self.rebuild_requests.try_recv() {
+            self.start_rebuild(key)?;
+        }
+        while let Ok(done) = self.rebuild_done.try_recv() {
+            match done {
+                Ok(done) => self.finish_rebuild(done)?,
+                Err(e) => {
+                    // Ask again; the shape keeps buffering meanwhile.
+                    log!("rebuild: failed, retrying: {e:#}");
+                    let keys: Vec<ShapeKey> = self
+                        .o
+                        .layout
+                        .keys()
+                        .filter(|k| matches!(self.routes[index(&self.o.layout, *k)], Route::Rebuilding { .. }))
+                        .collect();
+                    let _ = self.rebuild_tx.send(rebuild::Request { keys });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn start_rebuild(&mut self, key: ShapeKey) -> Result<()> {
+        let i = index(&self.o.layout, key);
+        let Route::Live { consumer, .. } = self.routes[i] else {
+            return Ok(()); // already rebuilding
+        };
+        // Presumed wedged (or gone): give it nothing new.
+        self.healthy[consumer] = false;
+        rebuild::mark_invalid(&self.o.layout, &self.o.out, key)?;
+        let buffer: Vec<Arc<Txn>> = self
+            .history
+            .iter()
+            .filter(|t| t.items.iter().any(|(k, _)| *k == key))
+            .cloned()
+            .collect();
+        log!("rebuild: {key} leaves consumer {consumer}; snapshot requested ({} recent transactions kept)", buffer.len());
+        self.routes[i] = Route::Rebuilding { buffer };
+        let _ = self.rebuild_tx.send(rebuild::Request { keys: vec![key] });
+        Ok(())
+    }
+
+    fn finish_rebuild(&mut self, done: rebuild::Done) -> Result<()> {
+        let snap: Arc<Snapshot> = Arc::new(done.snapshot);
+        log!("rebuild: snapshot copied {} row(s) for {} shape(s)", done.rows, done.files.len());
+        for (key, tmp) in done.files {
+            let i = index(&self.o.layout, key);
+            let Route::Rebuilding { buffer } = &self.routes[i] else {
+                continue;
+            };
+            let mut catch_up = Vec::new();
+            let (mut applied, mut seen) = (0, 0);
+            for t in buffer {
+                if snap.sees(t.xid) {
+                    seen += 1;
+                    continue;
+                }
+                applied += 1;
+                for (k, lines) in &t.items {
+                    if *k == key {
+                        catch_up.extend_from_slice(lines);
+                    }
+                }
+            }
+            let Some(consumer) = self.pick_consumer() else {
+                bail!("no healthy consumer left");
+            };
+            // The evicted key is free once the eviction is complete.
+            let mut tries = 0;
+            let writer = loop {
+                match self.tracker.register(key) {
+                    Ok(w) => break w,
+                    Err(FwError::DuplicateShape) if tries < 1000 => {
+                        tries += 1;
+                        thread::sleep(Duration::from_millis(1));
+                    }
+                    Err(e) => return Err(e).with_context(|| format!("registering {key}")),
+                }
+            };
+            let id = writer.id();
+            self.txs[consumer]
+                .send(Msg::Adopt {
+                    key,
+                    writer,
+                    path: self.o.layout.path(&self.o.out, key),
+                    rebuild: Some(Rebuilt {
+                        tmp,
+                        marker: self.o.layout.invalid_marker(&self.o.out, key),
+                        catch_up,
+                    }),
+                })
+                .map_err(|_| anyhow::anyhow!("consumer {consumer} is gone"))?;
+            self.routes[i] = Route::Live {
+                id,
+                consumer,
+                // Transactions committing after the snapshot's WAL position are invisible to
+                // it by construction; the filter is needed only up to there.
+                filter: Some(snap.clone()),
+            };
+            self.counters.rebuilt.fetch_add(1, Ordering::Relaxed);
+            log!(
+                "rebuild: done {key} on consumer {consumer}: snapshot xmin={} xmax={} in-progress={}, {applied} streamed transaction(s) applied, {seen} seen by the snapshot",
+                snap.xmin,
+                snap.xmax,
+                snap.xip.len()
+            );
+        }
+        Ok(())
+    }
+
+    fn pick_consumer(&mut self) -> Option<usize> {
+        let n = self.healthy.len();
+        let c = (0..n)
+            .map(|k| (self.next_consumer + k) % n)
+            .find(|&c| self.healthy[c])?;
+        self.next_consumer = (c + 1) % n;
+        Some(c)
+    }
+
+    async fn event(&mut self, ev: ReplicationEvent, client: &ReplicationClient) -> Result<()> {
+        match ev {
+            ReplicationEvent::Begin { xid, .. } => self.open = Some((xid, Vec::new())),
+            ReplicationEvent::XLogData { data, .. } => self.xlog(&data)?,
+            ReplicationEvent::Commit { end_lsn, .. } => {
+                let commit = end_lsn.as_u64();
+                let Some((xid, items)) = self.open.take() else {
+                    bail!("commit {} without begin", Lsn(commit));
+                };
+                self.commit(xid, commit, items, client).await?;
+            }
+            ReplicationEvent::KeepAlive { wal_end, reply_requested, .. } => {
+                // Outside a transaction, everything before wal_end has been sent: a position
+                // with nothing (more) for any shape.
+                let pos = wal_end.as_u64();
+                if self.open.is_none() && pos > self.tracker.last_seen() {
+                    self.timed_track(pos, &[])?;
+                    self.stats.keepalive_tracks.fetch_add(1, Ordering::Relaxed);
+                }
+                if reply_requested {
+                    self.housekeeping(client)?;
+                }
+            }
+            // Logical messages and the end of a bounded replay: nothing to route.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn xlog(&mut self, data: &[u8]) -> Result<()> {
+        let msg = pgoutput::decode(data)?;
+        let (rel, op, tuple) = match msg {
+            Message::Relation(r) => {
+                let route = self.o.layout.table_index(&r.qualified()).map(|t| {
+                    let kc = r.columns.iter().position(|c| *c == self.o.layout.key_column);
+                    (t, kc)
+                });
+                let entry = match route {
+                    Some((t, Some(kc))) => Some((t, kc)),
+                    Some((_, None)) => bail!("{} has no column {}", r.qualified(), self.o.layout.key_column),
+                    None => None,
+                };
+                self.relations.insert(r.id, entry);
+                return Ok(());
+            }
+            Message::Insert { rel, new } => (rel, b'I', new),
+            Message::Update { rel, new, .. } => (rel, b'U', new),
+            Message::Delete { rel, old } => (rel, b'D', old),
+            Message::Truncate { .. } | Message::Other(_) => return Ok(()),
+        };
+        let Some(route) = self.relations.get(&rel) else {
+            bail!("change for relation {rel} before its Relation message");
+        };
+        let Some((table, kc)) = *route else {
+            return Ok(()); // a published table without shapes
+        };
+        let Some(key) = tuple.get(kc).and_then(pgoutput::int_value) else {
+            bail!("row without an integer {}", self.o.layout.key_column);
+        };
+        let shape = self.o.layout.shape_of(table, key);
+        let cols: Vec<&[u8]> = tuple
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != kc)
+            .map(|(_, v)| match v {
+                Value::Text(t) | Value::Binary(t) => *t,
+                Value::Null | Value::Unchanged => &b""[..],
+            })
+            .collect();
+        let Some((_, items)) = self.open.as_mut() else {
+            bail!("change outside a transaction");
+        };
+        let buf = match items.iter_mut().find(|(k, _)| *k == shape) {
+            Some((_, b)) => b,
+            None => {
+                items.push((shape, Vec::new()));
+                &mut items.last_mut().expect("just pushed").1
+            }
+        };
+        // The commit position is not known before the Commit message: a placeholder the
+        // commit fills in (16 hex digits, rewritten in place).
+        crate::shapes::push_line(buf, Some(PLACEHOLDER), op, key, &cols);
+        self.counters.rows.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// `track`, timed; returns the commit tracked just before (`Tracked::previous`).
+    fn timed_track(&self, commit: u64, ids: &[ShapeId]) -> Result<u64> {
+        // Wall time inside the call, each call counted at most TRACK_CAP: a longer one was
+        // preempted (off the CPU), which a CPU share must not count. (A per-thread CPU clock
+        // is a system call here, dearer than `track` itself, and it also charges the
+        // interrupts that hit the thread meanwhile.)
+        // The TSC through quanta (the clock flushwatch itself uses): a few ns per read.
+        let t = self.clock.raw();
+        let r = self.tracker.track(commit, ids);
+        let raw = self.clock.delta_as_nanos(t, self.clock.raw());
+        let spent = raw.min(TRACK_CAP_NS);
+        self.stats.track_ns.fetch_add(spent, Ordering::Relaxed);
+        let b = match raw { 0..=499 => 0, 500..=1999 => 1, 2000..=19999 => 2, _ => 3 };
+        self.stats.hist[b].fetch_add(1, Ordering::Relaxed);
+        self.stats.hist_ns[b].fetch_add(spent, Ordering::Relaxed);
+        let tracked = r.with_context(|| format!("tracking {}", Lsn(commit)))?;
+        Ok(tracked.previous)
+    }
+
+    async fn commit(
+        &mut self,
+        xid: u32,
+        commit: u64,
+        items: Vec<(ShapeKey, Vec<u8>)>,
+        client: &ReplicationClient,
+    ) -> Result<()> {
+        if commit <= self.tracker.last_seen() {
+            // Replayed after a reconnect: already handed to the consumers by this process.
+            self.stats.replayed.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        let items = items
+            .into_iter()
+            .map(|(k, mut lines)| {
+                fill_commit(&mut lines, commit);
+                (k, Bytes::from(lines))
+            })
+            .collect();
+        let txn = Arc::new(Txn { xid, commit, items });
+        let mut ids = Vec::with_capacity(txn.items.len());
+        let mut caught_up_shape = None;
+        // Per item: the consumer to send it to (None: rebuilding, or seen by its snapshot).
+        let mut to = Vec::with_capacity(txn.items.len());
+        for (key, _) in &txn.items {
+            let mut dest = None;
+            match &mut self.routes[index(&self.o.layout, *key)] {
+                Route::Live { id, consumer, filter } => {
+                    if let Some(f) = filter {
+                        if commit > f.lsn {
+                            *filter = None;
+                        } else if f.sees(xid) {
+                            self.stats.filtered.fetch_add(1, Ordering::Relaxed);
+                            to.push(None);
+                            continue;
+                        }
+                    }
+                    dest = Some(*consumer);
+                    ids.push(*id);
+                    if self.o.fault_kill_window
+                        && !self.fault_fired
+                        && caught_up_shape.is_none()
+                        && self.tracker.status(key).is_some_and(|s| !s.pending)
+                    {
+                        caught_up_shape = Some(*key);
+                    }
+                }
+                Route::Rebuilding { buffer } => buffer.push(txn.clone()),
+            }
+            to.push(dest);
+        }
+        // `track` first, so that a consumer never reports a commit the tracker has not seen.
+        // The commit tracked just before: what a consumer that wrote only part of this one
+        // would report (never computed from `commit`: positions are sparse).
+        let previous = self.timed_track(commit, &ids)?;
+        self.stats.commits.fetch_add(1, Ordering::Relaxed);
+        let hold = self.o.fault_kill_window
+            && !self.fault_fired
+            && caught_up_shape.is_some()
+            && self.stats.commits.load(Ordering::Relaxed) > self.o.fault_after_commits;
+        let mut per: Vec<Vec<(ShapeKey, Bytes)>> = vec![Vec::new(); self.txs.len()];
+        for ((key, lines), dest) in txn.items.iter().zip(&to) {
+            if let Some(c) = dest {
+                per[*c].push((*key, lines.clone()));
+            }
+        }
+        for (c, items) in per.into_iter().enumerate() {
+            if !items.is_empty() && self.txs[c].send(Msg::Txn { commit, previous, hold, items }).is_err() {
+                self.healthy[c] = false;
+            }
+        }
+        if self.history.len() == HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back(txn.clone());
+        if hold {
+            self.fault_fired = true;
+            self.kill_window(&txn, previous, caught_up_shape.expect("checked"), client).await?;
+        }
+        Ok(())
+    }
+
+    /// The kill window of issue 9: commit `txn` is the newest, its lines are held unwritten
+    /// by the consumers, one of its shapes was caught up before it. Wait for the tracker to
+    /// publish the highest safe watermark, acknowledge it, wait until the server has it as
+    /// the slot's `confirmed_flush_lsn`, record the commit's rows, and die.
+    async fn kill_window(&mut self, txn: &Txn, previous: u64, shape: ShapeKey, client: &ReplicationClient) -> Result<()> {
+        log!("fault: kill window at commit {} (previous {}), caught-up shape {shape}; its lines are held", Lsn(txn.commit), Lsn(previous));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut w = self.tracker.watermark();
+        while w < previous && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            w = self.tracker.watermark();
+        }
+        // Let a few more scans pass: a watermark that would go past `previous` (into the
+        // unflushed commit) shows up now.
+        tokio::time::sleep(self.o.scan_interval * 4).await;
+        w = self.tracker.watermark();
+        client.update_applied_lsn(PLsn::from_u64(w));
+        self.acked = w;
+        // Wait for the server to have it.
+        let (conn, slot) = (self.o.conn.clone(), self.o.slot.clone());
+        let confirmed = tokio::task::spawn_blocking(move || -> Result<u64> {
+            let mut c = postgres::Client::connect(&conn, postgres::NoTls)?;
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let s: String = c
+                    .query_one("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1", &[&slot])?
+                    .get(0);
+                let got = crate::shapes::parse_lsn(&s).unwrap_or(0);
+                if got >= w || Instant::now() >= deadline {
+                    return Ok(got);
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+        })
+        .await??;
+        let mut rec = format!(
+            "commit={:x} previous={:x} acked={:x} confirmed={:x}\n",
+            txn.commit, previous, w, confirmed
+        );
+        for (key, lines) in &txn.items {
+            for line in String::from_utf8_lossy(lines).lines() {
+                let id = line.split(' ').nth(2).unwrap_or("");
+                rec.push_str(&format!("{} {} {id}\n", key.table, key.k));
+            }
+        }
+        let path = self.o.out.join("kill-window.txt");
+        fs::write(&path, rec)?;
+        fs::File::open(&path)?.sync_all()?;
+        log!(
+            "fault: acknowledged {} (server confirmed_flush_lsn {}); commit {} not fsynced; aborting",
+            Lsn(w),
+            Lsn(confirmed),
+            Lsn(txn.commit)
+        );
+        std::process::abort();
+    }
+
+    fn log_status(&self) {
+        let s = self.tracker.stats();
+        let c = &self.counters;
+        log!(
+            "status: last_seen={} watermark={} acked={} pending={} suspected={} stalled={} evicted={} commits={} rows={} fsyncs={} rounds={} keepalive_tracks={} filtered={}",
+            Lsn(s.last_seen),
+            Lsn(s.watermark),
+            Lsn(self.acked),
+            s.pending,
+            s.suspected,
+            s.stalled,
+            s.evicted,
+            self.stats.commits.load(Ordering::Relaxed),
+            c.rows.load(Ordering::Relaxed),
+            c.fsyncs.load(Ordering::Relaxed),
+            c.rounds.load(Ordering::Relaxed),
+            self.stats.keepalive_tracks.load(Ordering::Relaxed),
+            self.stats.filtered.load(Ordering::Relaxed),
+        );
+    }
+}
+
+/// A commit position of 16 hex digits, replaced in place once the commit is known.
+const PLACEHOLDER: u64 = u64::MAX;
+
+/// Rewrites the placeholder commit at the start of each line with `commit`, padded to the
+/// placeholder's 16 digits with leading zeros (so the line keeps its length).
+fn fill_commit(lines: &mut [u8], commit: u64) {
+    let digits = format!("{commit:016x}");
+    let mut at = 0;
+    while at + 16 <= lines.len() {
+        lines[at..at + 16].copy_from_slice(digits.as_bytes());
+        match lines[at..].iter().position(|&b| b == b'\n') {
+            Some(nl) => at += nl + 1,
+            None => break,
+        }
+    }
+}
+
+/// Logs the tracker's events; asks the reader to rebuild shapes that ended abnormally.
+fn watch_events(events: Receiver<Event<ShapeKey>>, rebuild: Sender<ShapeKey>, stop: &AtomicBool) {
+    // Relaxed: a stop request.
+    while !stop.load(Ordering::Relaxed) {
+        let event = match events.recv_timeout(Duration::from_millis(100)) {
+            Ok(e) => e,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        match event {
+            Event::Suspected { key, idle } => {
+                log!("event: suspected {key} idle={:.3}s", idle.as_secs_f64())
+            }
+            Event::Stalled { key, idle, flushed, sent, evicted } => {
+                log!(
+                    "event: stalled {key} idle={:.3}s flushed={} sent={} evicted={evicted}",
+                    idle.as_secs_f64(),
+                    Lsn(flushed),
+                    Lsn(sent)
+                );
+                if evicted {
+                    let _ = rebuild.send(key);
+                }
+            }
+            Event::WriterDown { key, cause } => {
+                log!("event: writer-down {key} cause={cause:?}");
+                let _ = rebuild.send(key);
+            }
+            // Informational events (lagging, and whatever a newer flushwatch adds).
+            _ => {}
+        }
+    }
+}
+
+/// CPU time (user + system) of this process, nanoseconds.
+fn process_cpu_ns() -> u64 {
+    // SAFETY: getrusage fills the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return 0;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// The CPU time of this thread since `start` (a `thread_cpu_ns()`), minus the calibrated cost
+/// of the two clock reads.
+pub fn cpu_interval(start: u64) -> u64 {
+    static CALIBRATION: OnceLock<u64> = OnceLock::new();
+    let overhead = *CALIBRATION.get_or_init(|| {
+        let mut v: Vec<u64> = (0..2001)
+            .map(|_| {
+                let a = thread_cpu_ns();
+                thread_cpu_ns().saturating_sub(a)
+            })
+            .collect();
+        v.sort_unstable();
+        v[v.len() / 2]
+    });
+    thread_cpu_ns().saturating_sub(start).saturating_sub(overhead)
+}
+
+/// CPU time of the calling thread, nanoseconds.
+pub fn thread_cpu_ns() -> u64 {
+    // SAFETY: clock_gettime fills the struct we pass.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// CPU time of the tracker's scanner thread, nanoseconds (0 if not found).
+fn scanner_cpu_ns() -> u64 {
+    let Ok(dir) = fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    for e in dir.flatten() {
+        let comm = fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+        if comm.trim_end().starts_with("flushwatch-scan") {
+            // schedstat: nanoseconds on the CPU first.
+            if let Some(ns) = fs::read_to_string(e.path().join("schedstat"))
+                .ok()
+                .and_then(|s| s.split(' ').next()?.parse().ok())
+            {
+                return ns;
+            }
+            return stat_cpu_ns(&e.path().join("stat").to_string_lossy()).unwrap_or(0);
+        }
+    }
+    0
+}
+
+fn stat_cpu_ns(path: &str) -> Option<u64> {
+    let s = fs::read_to_string(path).ok()?;
+    // Fields after the command (which is in parentheses and may hold spaces).
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on Linux.
+    Some(ticks * 10_000_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conn_strings() {
+        let p = parse_conn("host=127.0.0.1 port=5433 user=postgres dbname=app sslmode=disable").unwrap();
+        assert_eq!(
+            p,
+            ConnParts {
+                host: "127.0.0.1".into(),
+                port: 5433,
+                user: "postgres".into(),
+                password: String::new(),
+                dbname: "app".into()
+            }
+        );
+        assert!(parse_conn("host").is_err());
+        assert_eq!(parse_conn("user=u").unwrap().dbname, "u");
+    }
+
+    #[test]
+    fn placeholders_are_filled() {
+        let mut v = Vec::new();
+        crate::shapes::push_line(&mut v, Some(PLACEHOLDER), b'I', 1, &[b"a"]);
+        crate::shapes::push_line(&mut v, Some(PLACEHOLDER), b'I', 2, &[b"b"]);
+        fill_commit(&mut v, 0x1_6B37_4D48);
+        assert_eq!(
+            String::from_utf8(v).unwrap(),
+            "000000016b374d48 I 1 a\n000000016b374d48 I 2 b\n"
+        );
+    }
+}
