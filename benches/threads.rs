@@ -171,9 +171,9 @@ fn baseline_jobs<D: Design + 'static>(threads: usize) -> Vec<Job> {
         .collect()
 }
 
-/// 256 bytes on a 256-byte boundary: two threads' "slots" at a chosen distance inside it.
+/// 512 bytes on a 256-byte boundary: two threads' "slots" at a chosen distance inside it.
 #[repr(align(256))]
-struct Block([AtomicU64; 32]);
+struct Block([AtomicU64; 64]);
 
 /// Distances between the two threads' slots, in bytes: the same 64-byte line, adjacent lines
 /// (the layout of `flushwatch`'s 64-byte slots), 128 bytes (crossbeam's `CachePadded` on
