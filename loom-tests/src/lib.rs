@@ -116,7 +116,7 @@ mod harness {
         positions
             .iter()
             .copied()
-            .filter(|&p| first_undurable.map_or(true, |c| p < c))
+            .filter(|&p| first_undurable.is_none_or(|c| p < c))
             .max()
             .expect("positions hold start_at, which is below every commit")
     }
@@ -194,6 +194,29 @@ mod harness {
             ],
             context,
         )
+    }
+
+    /// The [`a_pending_b_caught_up`] fixture under `StallPolicy::Evict` with zero grace and
+    /// challenge, `a` already suspected and overdue: the next scan evicts it. Events drained.
+    pub fn about_to_evict() -> (
+        FlushTracker<&'static str>,
+        Writer<&'static str>,
+        Writer<&'static str>,
+    ) {
+        let (config, mock) = config();
+        let t = FlushTracker::new(
+            config
+                .grace(Duration::ZERO)
+                .challenge(Duration::ZERO)
+                .stall_policy(flushwatch::StallPolicy::Evict),
+        )
+        .expect("valid config");
+        let (a, b) = a_pending_b_caught_up(&t);
+        mock.increment(10 * MS);
+        assert_eq!(t.scan().suspected, vec!["a"]);
+        mock.increment(10 * MS);
+        drain(&t);
+        (t, a, b)
     }
 
     /// Every event queued so far.

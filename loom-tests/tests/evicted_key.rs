@@ -48,31 +48,11 @@
 //! the time.
 #![cfg(loom)]
 
-use std::time::Duration;
-
-use flushwatch::{Error, Event, FlushTracker, StallPolicy, Writer};
-use flushwatch_loom_tests::{a_pending_b_caught_up, assert_safe_ab, config, drain, explore, MS};
-use loom::thread;
+use flushwatch::{Error, Event, FlushTracker, Writer};
 
 type Tracker = FlushTracker<&'static str>;
-
-/// `a` suspected and overdue (the next scan evicts it), `b` caught up at 10.
-fn about_to_evict() -> (Tracker, Writer<&'static str>, Writer<&'static str>) {
-    let (config, mock) = config();
-    let t = FlushTracker::new(
-        config
-            .grace(Duration::ZERO)
-            .challenge(Duration::ZERO)
-            .stall_policy(StallPolicy::Evict),
-    )
-    .unwrap();
-    let (a, b) = a_pending_b_caught_up(&t);
-    mock.increment(10 * MS);
-    assert_eq!(t.scan().suspected, vec!["a"]);
-    mock.increment(10 * MS);
-    drain(&t);
-    (t, a, b)
-}
+use flushwatch_loom_tests::{about_to_evict, assert_safe_ab, drain, explore, MS};
+use loom::thread;
 
 /// What the racing scan must have done, whatever the application did meanwhile.
 fn check_eviction(t: &Tracker, r: &flushwatch::ScanReport<&'static str>, a: &Writer<&'static str>) {

@@ -44,31 +44,9 @@
 //! first (the model's main thread), and the scan on the spawned one.
 #![cfg(loom)]
 
-use std::time::Duration;
-
-use flushwatch::{DownCause, Event, FlushTracker, StallPolicy, Writer};
-use flushwatch_loom_tests::{a_pending_b_caught_up, assert_safe_ab, config, drain, explore, MS};
+use flushwatch::{DownCause, Event};
+use flushwatch_loom_tests::{about_to_evict, assert_safe_ab, drain, explore, MS};
 use loom::thread;
-
-type Tracker = FlushTracker<&'static str>;
-
-/// `a` suspected and overdue (the next scan evicts it), `b` caught up at 10.
-fn about_to_evict() -> (Tracker, Writer<&'static str>, Writer<&'static str>) {
-    let (config, mock) = config();
-    let t = FlushTracker::new(
-        config
-            .grace(Duration::ZERO)
-            .challenge(Duration::ZERO)
-            .stall_policy(StallPolicy::Evict),
-    )
-    .unwrap();
-    let (a, b) = a_pending_b_caught_up(&t);
-    mock.increment(10 * MS);
-    assert_eq!(t.scan().suspected, vec!["a"]);
-    mock.increment(10 * MS);
-    drain(&t);
-    (t, a, b)
-}
 
 #[test]
 fn drop_vs_evict() {
