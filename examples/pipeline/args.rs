@@ -79,7 +79,8 @@ pub struct Plan {
     pub grace: Duration,
     pub challenge: Duration,
     pub wedge_after: Duration,
-    /// The documented detection bound, `grace + challenge + 2 * scan_interval`.
+    /// The documented detection bound, `grace + challenge + 2 * scan_interval + r`, with the
+    /// tick resolution `r` one scan interval on a real clock.
     pub bound: Duration,
     pub scan_interval: Duration,
 }
@@ -105,7 +106,7 @@ impl Plan {
         let grace = secs(args.grace);
         let challenge = secs(args.challenge);
         let scan_interval = Duration::from_millis(args.scan_interval_ms.max(1));
-        let bound = grace + challenge + 2 * scan_interval;
+        let bound = grace + challenge + 3 * scan_interval;
         let wedge_after = secs(
             args.wedge_after
                 .unwrap_or_else(|| (args.duration * 0.3).min(6.0)),

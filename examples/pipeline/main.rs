@@ -25,7 +25,7 @@
 //!   against the commits handed to `track` (it must be `start_at` or one of them). The
 //!   program exits with status 1 on any violation, if the wedged consumer is not evicted
 //!   (with `--policy evict`), if a healthy consumer is, if detection takes longer than the
-//!   documented bound `grace + challenge + 2 * scan_interval` (plus `--latency-slack-ms`), or
+//!   documented bound `grace + challenge + 2 * scan_interval + r` (r = one scan interval; plus `--latency-slack-ms`), or
 //!   if the watermark does not reach the last commit at the end ([`verdict`]); with status 2
 //!   on bad arguments or a setup error.
 //!

@@ -113,7 +113,7 @@ pub fn verdict(args: &Args, o: &Outcome, plan: &Plan) -> bool {
             idle.as_secs_f64()
         );
         println!(
-            "               documented bound grace + challenge + 2 x scan_interval = {:.3} s",
+            "               documented bound grace + challenge + 2 x scan_interval + r = {:.3} s",
             bound.as_secs_f64()
         );
         if max > bound + slack {
