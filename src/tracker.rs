@@ -271,16 +271,20 @@ where
         }
         let shared = self.shared();
         let mut ids = Vec::new();
-        let mut unknown: std::collections::HashSet<&K> = std::collections::HashSet::new();
+        let mut unknown = 0;
+        // Each distinct key is looked up once, so it is counted once even if a concurrent
+        // eviction unregisters it between two of its occurrences.
+        let mut seen: std::collections::HashSet<&K> = std::collections::HashSet::new();
         for key in keys {
+            if !seen.insert(key) {
+                continue;
+            }
             match shared.registry.get(key) {
                 Some(r) => ids.push(*r.value()),
-                None => {
-                    unknown.insert(key);
-                }
+                None => unknown += 1,
             }
         }
-        shared.track_ids(commit, ids, unknown.len())
+        shared.track_ids(commit, ids, unknown)
     }
 
     /// Ends a shape: it stops counting at once, its key is free at once, and its writer
