@@ -119,7 +119,13 @@ impl<K> Shared<K> {
         let mut now = None;
         for id in ids {
             let Some(slot) = Self::live_slot(pages, id) else {
-                skipped.push(id);
+                // Named earlier in this call and recorded, then ended by a concurrent eviction
+                // or drop: it counts once, as tracked.
+                let recorded = slot::locate(pages, id.index)
+                    .is_some_and(|s| s.generation() == id.gen && s.sent_by_producer() == commit);
+                if !recorded {
+                    skipped.push(id);
+                }
                 continue;
             };
             // A caught-up shape is raised to `previous`: it was durable for everything sent

@@ -294,6 +294,13 @@ impl Slot {
 
     // --- the producer (`track`, producer lock held) -----------------------------------------
 
+    /// The highest commit sent, as the producer (the only writer of `sent`) knows it.
+    #[inline]
+    pub(crate) fn sent_by_producer(&self) -> u64 {
+        // Relaxed: only `track` stores `sent`, under the producer lock the caller holds.
+        self.sent.load(Ordering::Relaxed)
+    }
+
     /// Records `commit` as sent to the shape. A caught-up shape becomes pending with its
     /// flushed position raised to `previous`, the commit tracked before (never `commit - 1`:
     /// positions are sparse), and its pending tick set from `tick`. Returns false when the
