@@ -258,16 +258,6 @@ impl Slot {
         }
     }
 
-    /// Loads the slot's line ahead of a visit (the scan's lookahead): a load whose value is
-    /// discarded, so its cache miss overlaps the work on the slots before it. Not modelled
-    /// under loom (it decides nothing).
-    #[inline(always)]
-    pub(crate) fn touch(&self) {
-        #[cfg(not(loom))]
-        // Relaxed: the value is discarded; nothing is read through it.
-        std::hint::black_box(self.state.load(Ordering::Relaxed));
-    }
-
     /// The state word, for a decision that depends on it.
     #[inline]
     pub(crate) fn state(&self) -> u64 {

@@ -917,6 +917,35 @@ fn lagging_is_reported_once_per_episode() {
 }
 
 #[test]
+fn lag_grown_between_progress_counts_toward_lagging() {
+    // The lag grows only in scans where the consumer made no progress (the source moves on
+    // through keepalives), and holds steady in the scan where it progresses: the run still
+    // never decreased, ended higher and saw progress, so it is lagging. A scan that skipped
+    // the shape while nothing about it changed must still note that its lag grew.
+    let (t, mock) = mocked(
+        Config::default()
+            .grace(Duration::from_secs(3600))
+            .lag_window(2),
+    );
+    let a = t.register("a").unwrap();
+    for c in [100, 150, 200, 250] {
+        t.track(c, &[a.id()]).unwrap();
+    }
+    mock.increment(MS);
+    let r1 = t.scan(); // lag 250
+    t.track(1_000, &[]).unwrap(); // keepalive
+    mock.increment(MS);
+    let r2 = t.scan(); // lag 1,000: grew, no progress
+    a.flushed(100);
+    t.track(1_100, &[]).unwrap();
+    mock.increment(MS);
+    let r3 = t.scan(); // lag 1,000: held, progress; a run of three scans
+    assert!(r1.lagging.is_empty() && r2.lagging.is_empty());
+    assert_eq!(r3.lagging, vec!["a"], "{r3:?}");
+    assert_eq!(t.status(&"a").unwrap().lag, 1_000);
+}
+
+#[test]
 fn scan_panics_are_caught_by_the_scanner_and_detection_goes_on() {
     use std::hash::{Hash, Hasher};
     use std::sync::atomic::{AtomicBool, Ordering};

@@ -13,5 +13,5 @@ use libfuzzer_sys::fuzz_target;
 mod ops;
 
 fuzz_target!(|data: &[u8]| {
-    ops::Harness::run(&ops::Run::decode(data));
+    ops::Harness::run_with(&ops::Run::decode(data), ops::Checks::Touched);
 });
