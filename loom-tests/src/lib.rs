@@ -196,10 +196,13 @@ mod harness {
         )
     }
 
-    /// The [`a_pending_b_caught_up`] fixture under `StallPolicy::Evict` with zero grace and
-    /// challenge, `a` already suspected and overdue: the next scan evicts it. Events drained.
-    pub fn about_to_evict() -> (
+    /// The [`a_pending_b_caught_up`] fixture with zero grace and challenge under `policy`, at
+    /// tick 0: the first scan after the clock moves suspects `a`, the next one acts.
+    pub fn stalling(
+        policy: flushwatch::StallPolicy,
+    ) -> (
         FlushTracker<&'static str>,
+        Arc<Mock>,
         Writer<&'static str>,
         Writer<&'static str>,
     ) {
@@ -208,10 +211,21 @@ mod harness {
             config
                 .grace(Duration::ZERO)
                 .challenge(Duration::ZERO)
-                .stall_policy(flushwatch::StallPolicy::Evict),
+                .stall_policy(policy),
         )
         .expect("valid config");
         let (a, b) = a_pending_b_caught_up(&t);
+        (t, mock, a, b)
+    }
+
+    /// [`stalling`] under `StallPolicy::Evict`, `a` already suspected and overdue: the next
+    /// scan evicts it. Events drained.
+    pub fn about_to_evict() -> (
+        FlushTracker<&'static str>,
+        Writer<&'static str>,
+        Writer<&'static str>,
+    ) {
+        let (t, mock, a, b) = stalling(flushwatch::StallPolicy::Evict);
         mock.increment(10 * MS);
         assert_eq!(t.scan().suspected, vec!["a"]);
         mock.increment(10 * MS);

@@ -43,39 +43,14 @@
 //! C11 model regardless of the bound.
 #![cfg(loom)]
 
-use std::time::Duration;
-
-use flushwatch::{Event, FlushTracker, StallPolicy, Writer};
-use flushwatch_loom_tests::{a_pending_b_caught_up, assert_safe_ab, config, drain, explore, MS};
+use flushwatch::{Event, StallPolicy};
+use flushwatch_loom_tests::{assert_safe_ab, drain, explore, stalling, MS};
 use loom::thread;
-
-type Tracker = FlushTracker<&'static str>;
-
-/// `a` pending (sent 3 and 5, flushed 2), `b` caught up at 3, both at tick 0.
-fn setup(
-    policy: StallPolicy,
-) -> (
-    Tracker,
-    std::sync::Arc<flushwatch::quanta::Mock>,
-    Writer<&'static str>,
-    Writer<&'static str>,
-) {
-    let (config, mock) = config();
-    let t = FlushTracker::new(
-        config
-            .grace(Duration::ZERO)
-            .challenge(Duration::ZERO)
-            .stall_policy(policy),
-    )
-    .unwrap();
-    let (a, b) = a_pending_b_caught_up(&t);
-    (t, mock, a, b)
-}
 
 #[test]
 fn suspect_vs_flushed() {
     explore(3, || {
-        let (t, mock, a, b) = setup(StallPolicy::Evict);
+        let (t, mock, a, b) = stalling(StallPolicy::Evict);
         mock.increment(10 * MS);
 
         let writer = thread::spawn(move || {
@@ -112,7 +87,7 @@ enum Answer {
 
 fn stall_vs_answer(policy: StallPolicy, answer: Answer) {
     explore(3, move || {
-        let (t, mock, a, b) = setup(policy);
+        let (t, mock, a, b) = stalling(policy);
         let a_id = a.id();
         mock.increment(10 * MS);
         let r = t.scan();

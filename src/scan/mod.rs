@@ -307,13 +307,13 @@ where
                 sample,
                 &mut report,
             );
-            if out.leaves {
-                leaving.push(pos);
+            match out {
+                Outcome::Leaves => {
+                    leaving.push(pos);
+                    continue;
+                }
+                Outcome::Pending { suspected } => suspected_now += usize::from(suspected),
             }
-            if !out.pending {
-                continue;
-            }
-            suspected_now += usize::from(out.suspected);
         }
         pending += 1;
         if flushed < lowest {
@@ -384,14 +384,13 @@ struct Sample {
     sent: u64,
 }
 
-/// The outcome of a full visit.
-struct Outcome {
-    /// The shape counts in this scan's watermark.
-    pending: bool,
-    /// ... and is suspected.
-    suspected: bool,
-    /// The entry leaves the set if `prune` proves it may (caught up, ended or evicted).
-    leaves: bool,
+/// The outcome of a full visit (and of [`stall::attend`]).
+pub(super) enum Outcome {
+    /// No longer counting (caught up, ended, or evicted by this scan): the entry leaves the
+    /// set if `prune` proves it may.
+    Leaves,
+    /// Still pending and counting in this scan's watermark, suspected or not.
+    Pending { suspected: bool },
 }
 
 /// The full visit of one entry: whatever changed since the previous visit, the stall machine
@@ -431,11 +430,7 @@ where
             slot.cas(sw, slot::answered(sw));
         }
         rec.bits |= BROKEN;
-        return Outcome {
-            pending: false,
-            suspected: false,
-            leaves: true,
-        };
+        return Outcome::Leaves;
     }
     let t = v.t;
     let gen = slot::gen32(sw);
@@ -495,14 +490,8 @@ where
             v.epoch,
             report,
         ) {
-            stall::Attended::Evicted => {
-                return Outcome {
-                    pending: false,
-                    suspected: false,
-                    leaves: true,
-                }
-            }
-            stall::Attended::Pending { suspected: s } => suspected = s,
+            Outcome::Leaves => return Outcome::Leaves,
+            Outcome::Pending { suspected: s } => suspected = s,
         }
     }
     let mut armed = false;
@@ -536,11 +525,7 @@ where
     if let Some(progress) = progress.filter(|_| !suspected && !slot::is_suspected(sw) && !armed) {
         rec.deadline = progress.saturating_add(v.grace).saturating_add(1);
     }
-    Outcome {
-        pending: true,
-        suspected,
-        leaves: false,
-    }
+    Outcome::Pending { suspected }
 }
 
 #[cfg(all(test, not(loom)))]

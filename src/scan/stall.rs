@@ -24,6 +24,8 @@ use crate::slot::{self, Page};
 use crate::sync::Ordering;
 use crate::{Event, ScanReport, StallPolicy};
 
+use super::Outcome;
+
 /// A challenge in flight: what the scan that suspected a slot saw.
 #[derive(Clone, Copy)]
 pub(super) struct Snap {
@@ -68,16 +70,8 @@ pub(super) struct Seen {
     pub(super) overdue: bool,
 }
 
-/// The outcome of [`attend`].
-pub(super) enum Attended {
-    /// Stalled and evicted in this scan: the slot no longer counts.
-    Evicted,
-    /// Still pending (and counting), suspected or not.
-    Pending { suspected: bool },
-}
-
 /// The stall machine for one pending slot that is suspected or overdue, at scan `epoch` and
-/// tick `t`.
+/// tick `t`. [`Outcome::Leaves`] when it evicted the shape (it no longer counts).
 #[cold]
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
@@ -90,7 +84,7 @@ pub(super) fn attend<K>(
     t: u64,
     epoch: u32,
     report: &mut ScanReport<K>,
-) -> Attended
+) -> Outcome
 where
     K: Hash + Eq + Clone + std::fmt::Debug + Send + Sync + 'static,
 {
@@ -122,30 +116,30 @@ where
                         idle: Duration::from_nanos(idle),
                     });
                     report.suspected.push(key);
-                    return Attended::Pending { suspected: true };
+                    return Outcome::Pending { suspected: true };
                 }
             }
         }
-        return Attended::Pending { suspected: false };
+        return Outcome::Pending { suspected: false };
     }
     let Some(snap) = memory.snaps.get_mut(&index).filter(|s| s.state == sw) else {
         // Suspected by a scan whose record was lost (it panicked): restart the challenge.
         memory.snaps.insert(index, challenge(sw));
-        return Attended::Pending { suspected: true };
+        return Outcome::Pending { suspected: true };
     };
     snap.seen = epoch;
     if reported != snap.reported {
         // Progress by a writer that read the state before it was suspected.
         let answered = slot.cas(sw, slot::answered(sw));
-        return Attended::Pending {
+        return Outcome::Pending {
             suspected: !answered,
         };
     }
     if !(overdue && t.saturating_sub(snap.at) > shared.challenge) {
-        return Attended::Pending { suspected: true };
+        return Outcome::Pending { suspected: true };
     }
     let Some(key) = page.key(off) else {
-        return Attended::Pending { suspected: true };
+        return Outcome::Pending { suspected: true };
     };
     let evict = shared.policy == StallPolicy::Evict;
     let gen = slot::gen32(sw);
@@ -153,7 +147,7 @@ where
         // Not yet EVICTED: `is_evicted()` turns true only once the key is free.
         let evicting = slot::with_phase(sw, slot::ENDING);
         if !slot.cas(sw, evicting) {
-            return Attended::Pending { suspected: true };
+            return Outcome::Pending { suspected: true };
         }
         // Relaxed: a statistic.
         shared.counters.live.fetch_sub(1, Ordering::Relaxed);
@@ -169,7 +163,7 @@ where
     } else {
         slot.set_rearm(t);
         if !slot.cas(sw, slot::answered(sw)) {
-            return Attended::Pending { suspected: true };
+            return Outcome::Pending { suspected: true };
         }
     }
     #[cfg(feature = "tracing")]
@@ -184,9 +178,9 @@ where
     }
     report.stalled.push(key);
     if evict {
-        Attended::Evicted
+        Outcome::Leaves
     } else {
-        Attended::Pending { suspected: false }
+        Outcome::Pending { suspected: false }
     }
 }
 
