@@ -22,7 +22,7 @@ use crate::clock::Ticker;
 use crate::events::Events;
 use crate::registry::{Producer, Slab};
 use crate::slot::{self, Page, Slot};
-use crate::sync::{lock, Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
+use crate::sync::{lock, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
 use crate::watermark::Watermark;
 use crate::{Error, Offset, ShapeId, ShapeStatus, StallPolicy, Tracked};
 
@@ -84,7 +84,7 @@ impl<K> Shared<K> {
     /// The slot of `id` if the id names a live shape of this tracker (producer lock held:
     /// the only place slots get a new generation). Generations are unique in the process,
     /// so an id made by another tracker never matches.
-    fn live_slot(pages: &[Arc<Page<K>>], id: ShapeId) -> Option<&Slot> {
+    fn live_slot(pages: &[Page<K>], id: ShapeId) -> Option<&Slot> {
         let slot = slot::locate(pages, id.index)?;
         // A shape ending concurrently is a race the caller tolerates: its stores land in a
         // slot that no longer counts and is not reassigned while the producer lock is held.

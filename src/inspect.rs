@@ -1,7 +1,7 @@
 //! The operators' view: `status`, `pinned_by`, `stats`, and a shape's status from its slot.
 //!
 //! Cold paths only: each takes a lock briefly (a `DashMap` shard, the page list's read lock,
-//! a key's mutex, the small `pinned` mutex) and reads slots without writing them.
+//! a page's key mutex, the small `pinned` mutex) and reads slots without writing them.
 
 use std::fmt;
 use std::hash::Hash;
@@ -18,7 +18,7 @@ where
     /// The state of one registered shape.
     ///
     /// Locking behaviour: a `DashMap` shard read lock, then the page list's read lock and the
-    /// key's mutex, one after the other.
+    /// page's key mutex, one after the other.
     ///
     /// ```
     /// use flushwatch::{Config, FlushTracker};

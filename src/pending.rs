@@ -7,7 +7,7 @@
 //!   is in the scanner's set or waiting in `incoming` for the next scan to take it.
 //! - `track` lists every slot it records a commit for: a shape becomes pending only in `track`,
 //!   so **every live pending shape is listed**.
-//! - The scanner (scan lock held) takes `incoming` under the producer lock at the start of a
+//! - The scanner (scan lock held) drains `incoming` under the producer lock at the start of a
 //!   scan, after it read `last_seen`: every slot listed by a `track` at or before that
 //!   `last_seen` is then in its set.
 //! - The scanner unlists a slot only under the producer lock, after proving *there* that the
@@ -40,9 +40,9 @@ impl Listed {
         }
     }
 
-    /// Moves the slots listed since the last call into `into` (producer lock held).
-    pub(crate) fn take(&mut self, into: &mut Vec<u32>) {
-        into.append(&mut self.incoming);
+    /// The slots listed since the scanner last drained this (producer lock held).
+    pub(crate) fn incoming(&mut self) -> &mut Vec<u32> {
+        &mut self.incoming
     }
 
     /// Unlists slot `index` (producer lock held; the caller proved it caught up or not live).

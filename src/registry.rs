@@ -13,7 +13,7 @@
 //! shard locks are taken alone.
 
 use crate::pending::Listed;
-use crate::slot::{self, Page, Slot, PAGE};
+use crate::slot::{self, Page, Slot, Slots};
 use crate::sync::{lock, read, write, Arc, Mutex, RwLock};
 use crate::ShapeId;
 
@@ -27,7 +27,7 @@ pub(crate) struct Producer<K> {
     pub(crate) skipped: Vec<ShapeId>,
     /// The producer's own copy of the page list (it is the only one that grows it), so that
     /// `track` finds slots without touching the shared `pages` lock.
-    pub(crate) pages: Vec<Arc<Page<K>>>,
+    pub(crate) pages: Vec<Page<K>>,
     /// The producer's half of the pending set (see `pending.rs`).
     pub(crate) pending: Listed,
 }
@@ -46,7 +46,7 @@ impl<K> Producer<K> {
 
 /// Slot storage: pages, plus the free list.
 pub(crate) struct Slab<K> {
-    pub(crate) pages: RwLock<Vec<Arc<Page<K>>>>,
+    pub(crate) pages: RwLock<Vec<Page<K>>>,
     pub(crate) free: Mutex<Vec<u32>>,
 }
 
@@ -59,35 +59,36 @@ impl<K> Slab<K> {
     }
 
     /// Takes a slot for a new shape (producer lock held by the caller, who passes its state).
-    /// Returns its id and page; the slot is initialised and `LIVE`, with `key` stored.
+    /// Returns its id and the slots of its page; the slot is initialised and `LIVE`, with `key`
+    /// stored.
     pub(crate) fn assign(
         &self,
         producer: &mut Producer<K>,
         key: K,
         now: u64,
-    ) -> (ShapeId, Arc<Page<K>>) {
+    ) -> (ShapeId, Arc<Slots>) {
         let reused = lock(&self.free).pop();
         let index = match reused {
             Some(i) => i as usize,
             None => {
                 let index = producer.slots;
                 producer.slots += 1;
-                if index % PAGE == 0 {
-                    let page = Arc::new(Page::new());
+                if slot::place(index).1 == 0 {
+                    let page = Page::new();
                     producer.pages.push(page.clone());
                     write(&self.pages).push(page);
                 }
                 index
             }
         };
-        let page = producer.pages[index / PAGE].clone();
-        *lock(&page.keys[index % PAGE]) = Some(key);
-        let gen = page.slots[index % PAGE].init(now);
+        let (k, off) = slot::place(index);
+        let page = &producer.pages[k];
+        page.set_key(off, key);
+        let gen = page.slots[off].init(now);
         let index = u32::try_from(index).expect("more than 2^32 shapes registered at once");
-        (ShapeId { index, gen }, page)
+        (ShapeId { index, gen }, page.slots.clone())
     }
 
-    /// The page holding slot `index` (which must have been assigned once).
     /// Runs `f` on slot `index` (the page list's read lock held), if the slot exists.
     pub(crate) fn with_slot<R>(&self, index: u32, f: impl FnOnce(&Slot) -> R) -> Option<R> {
         slot::locate(&read(&self.pages), index).map(f)
@@ -96,10 +97,5 @@ impl<K> Slab<K> {
     /// Returns a slot whose writer is gone to the free list.
     pub(crate) fn release(&self, index: u32) {
         lock(&self.free).push(index);
-    }
-
-    /// Number of slots ever created (live or free).
-    pub(crate) fn capacity(&self) -> usize {
-        read(&self.pages).len() * PAGE
     }
 }

@@ -41,6 +41,19 @@ pub(crate) fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A shared array of `N` values made by `f`, built in place on the heap (an array of a page's
+/// size must not pass through the stack of whichever thread registers a shape). Loom's `Arc`
+/// has no `FromIterator`; it adopts a unique std `Arc` instead.
+pub(crate) fn shared_array<T, const N: usize>(mut f: impl FnMut() -> T) -> Arc<[T; N]> {
+    let slice: std::sync::Arc<[T]> = (0..N).map(|_| f()).collect();
+    let Ok(array) = std::sync::Arc::<[T; N]>::try_from(slice) else {
+        unreachable!("a slice of N values is an array of N")
+    };
+    #[cfg(loom)]
+    let array = Arc::from_std(array);
+    array
+}
+
 /// A process-wide source of slot generations: every shape of every tracker in the process gets
 /// a distinct one, so a [`ShapeId`](crate::ShapeId) made by another tracker never matches a
 /// slot here (`track` skips it). A plain std atomic even under loom: it only hands out unique

@@ -156,6 +156,10 @@ where
     /// Locking behaviour: takes the producer lock and a `DashMap` shard lock, one after the
     /// other.
     ///
+    /// Memory: slots come in pages of 1,024 that are never freed while the tracker lives (a
+    /// slot is reused by the next shape); the register that opens a page allocates its 64 KiB
+    /// of slots and its key table, under the producer lock. A freed slot is reused first.
+    ///
     /// ```
     /// use flushwatch::{Config, Error, FlushTracker};
     /// let tracker = FlushTracker::new(Config::default()).unwrap();
@@ -173,7 +177,7 @@ where
         // and `Eq` run in the map calls, each at a point where a panic leaves nothing behind
         // (the writer below already owns the slot, and its drop gives it back).
         let (slot_key, map_key) = (key.clone(), key.clone());
-        let (id, page) = {
+        let (id, slots) = {
             let mut producer = lock(&shared.producer);
             let now = shared.ticker.recent();
             shared.slab.assign(&mut producer, slot_key, now)
@@ -182,7 +186,7 @@ where
         shared.counters.live.fetch_add(1, Ordering::Relaxed);
         let mut writer = Writer {
             shared: shared.clone(),
-            page,
+            slots,
             index: id.index,
             key,
             // Until the key is in the map, a drop (a lost race, or a panic in the map call)
@@ -344,9 +348,10 @@ where
     /// thread: to *read* the watermark, use [`watermark`](FlushTracker::watermark) or
     /// [`wait_watermark`](FlushTracker::wait_watermark).
     ///
-    /// Locking behaviour: takes the scan lock for the whole pass (concurrent scans serialise);
-    /// never blocks `track` or a writer (it reads the page list under its read lock only when
-    /// new pages appeared since the last scan).
+    /// Locking behaviour: takes the scan lock for the whole pass (concurrent scans serialise),
+    /// and the producer lock twice, briefly: at the start, to take the slots `track` made
+    /// pending since the last scan (a few nanoseconds each), and at the end, to drop the ones
+    /// it saw caught up. It never blocks a writer.
     ///
     /// ```
     /// use flushwatch::{Config, FlushTracker};

@@ -15,7 +15,7 @@
 use std::fmt;
 
 use crate::core::Shared;
-use crate::slot::{self, Page, Slot, PAGE};
+use crate::slot::{self, Slot, Slots, PAGE};
 use crate::sync::{lock, Arc, Ordering};
 use crate::{DownCause, Event, Offset, ShapeId};
 
@@ -52,7 +52,8 @@ pub struct Writer<K> {
     // one dense array of them plus one slot line per flush. The slot's address is the page
     // pointer plus an offset, with no further load; the id's generation lives in the slot.
     pub(crate) shared: Arc<Shared<K>>,
-    pub(crate) page: Arc<Page<K>>,
+    /// The slots of the page holding this writer's slot.
+    pub(crate) slots: Arc<Slots>,
     /// The slot's index (the id's index).
     pub(crate) index: u32,
     pub(crate) key: K,
@@ -70,15 +71,9 @@ impl<K: fmt::Debug> fmt::Debug for Writer<K> {
 }
 
 impl<K> Writer<K> {
-    /// The slot's offset in its page.
-    #[inline(always)]
-    fn off(&self) -> usize {
-        self.index as usize & (PAGE - 1)
-    }
-
     #[inline(always)]
     fn slot(&self) -> &Slot {
-        &self.page.slots[self.off()]
+        &self.slots[self.index as usize % PAGE]
     }
 
     /// The shape's id, for [`FlushTracker::track`](crate::FlushTracker::track).
@@ -183,8 +178,11 @@ impl<K> Drop for Writer<K> {
         };
         // If the shape was still live, this drop is what ends it; the slot is free from here.
         let prev = slot.free();
+        // The key is taken under the producer lock (lock order: producer, then a page's key mutex);
+        // the slot cannot be given to a new shape before `release` below anyway.
+        let key = slot::locate_page(&producer.pages, self.index)
+            .and_then(|(page, off)| page.take_key(off));
         drop(producer); // before any map call or channel send
-        let key = lock(&self.page.keys[self.off()]).take();
         let shared = &self.shared;
         // Unregister this id whatever the phase was (an eviction or removal has usually done
         // it already; `remove_if` by id is idempotent and never touches a newer shape of the

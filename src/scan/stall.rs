@@ -96,7 +96,7 @@ where
         overdue,
         ..
     } = seen;
-    let off = index % slot::PAGE;
+    let off = slot::place(index).1;
     let slot = &page.slots[off];
     // A challenge that starts now, from state word `state`.
     let challenge = |state| Snap {
