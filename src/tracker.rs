@@ -158,7 +158,9 @@ where
     ///
     /// Memory: slots come in pages of 1,024 that are never freed while the tracker lives (a
     /// slot is reused by the next shape); the register that opens a page allocates its 64 KiB
-    /// of slots and its key table, under the producer lock. A freed slot is reused first.
+    /// of slots and its key table, under the producer lock (74-89 µs median on the test
+    /// machine, first-touch page faults included, against ~0.3 µs for any other register; a
+    /// concurrent `track` waits that long once per 1,024 shapes). A freed slot is reused first.
     ///
     /// ```
     /// use flushwatch::{Config, Error, FlushTracker};
