@@ -15,7 +15,7 @@
 use std::fmt;
 
 use crate::core::Shared;
-use crate::slot::{self, Slot, Slots, PAGE};
+use crate::slot::{self, Slot, Slots};
 use crate::sync::{lock, Arc, Ordering};
 use crate::{DownCause, Event, Offset, ShapeId};
 
@@ -71,9 +71,11 @@ impl<K: fmt::Debug> fmt::Debug for Writer<K> {
 }
 
 impl<K> Writer<K> {
+    /// The writer's slot: its offset from the one id-to-slot arithmetic (`slot::place`), a
+    /// mask of the index, no bounds check.
     #[inline(always)]
     fn slot(&self) -> &Slot {
-        &self.slots[self.index as usize % PAGE]
+        &self.slots[slot::place(self.index as usize).1]
     }
 
     /// The shape's id, for [`FlushTracker::track`](crate::FlushTracker::track).
