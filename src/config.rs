@@ -2,10 +2,8 @@
 
 use std::time::Duration;
 
-use crate::{ConfigError, Offset};
+use crate::{Clock, ConfigError, Offset};
 
-/// The largest event queue: larger capacities are clamped to it (the queue is allocated
-/// up front).
 /// What the scanner does with a shape that stays stuck through its challenge.
 ///
 /// ```
@@ -13,7 +11,7 @@ use crate::{ConfigError, Offset};
 /// let config = Config::default().stall_policy(StallPolicy::Report);
 /// # let _ = config;
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum StallPolicy {
     /// The shape stops counting at once (the scan that stalls it already computes the watermark
@@ -38,7 +36,7 @@ pub enum StallPolicy {
 /// | [`stall_policy`](Config::stall_policy) | `Evict` | what a stall does |
 /// | [`event_capacity`](Config::event_capacity) | 4096 | queue length at which new informational events are dropped and counted (action events are always queued) |
 /// | [`lag_window`](Config::lag_window) | 50 scans | window of the lagging classifier; 0 turns it off |
-/// | [`clock`](Config::clock) | `quanta::Clock::new()` | the time source; tests pass `quanta::Clock::mock()` |
+/// | [`clock`](Config::clock) | [`Clock::new()`] | the time source; tests pass [`Clock::mock()`] |
 ///
 /// A stuck writer is stalled no later than `grace + challenge + 2 * scan_interval + r` (plus
 /// one scan's duration) after the later of its last progress and the scanner's first scan,
@@ -71,7 +69,7 @@ pub struct Config {
     pub(crate) stall_policy: StallPolicy,
     pub(crate) event_capacity: usize,
     pub(crate) lag_window: u32,
-    pub(crate) clock: Option<quanta::Clock>,
+    pub(crate) clock: Option<Clock>,
     pub(crate) coarse_ticks: bool,
 }
 
@@ -94,6 +92,7 @@ impl Default for Config {
 impl Config {
     /// How long a pending shape may go without progress before it is overdue (strictly more
     /// than this). Zero is valid: any pending shape idle for any time at all is overdue.
+    #[must_use = "a setter returns the changed Config"]
     pub fn grace(mut self, grace: Duration) -> Self {
         self.grace = grace;
         self
@@ -101,6 +100,7 @@ impl Config {
 
     /// How long a suspected shape has to answer (progress or `defer()`) before it is stalled
     /// (strictly more than this, and never in the scan that suspected it). Zero is valid.
+    #[must_use = "a setter returns the changed Config"]
     pub fn challenge(mut self, challenge: Duration) -> Self {
         self.challenge = challenge;
         self
@@ -109,18 +109,21 @@ impl Config {
     /// Period of the background scanner. Must be greater than zero. With the background
     /// scanner it is also the resolution `r` of progress on a real clock (see the crate docs,
     /// "Ticks").
+    #[must_use = "a setter returns the changed Config"]
     pub fn scan_interval(mut self, interval: Duration) -> Self {
         self.scan_interval = interval;
         self
     }
 
     /// Initial `last_seen` and published watermark. `0` and `u64::MAX` are legal.
+    #[must_use = "a setter returns the changed Config"]
     pub fn start_at(mut self, offset: Offset) -> Self {
         self.start_at = offset;
         self
     }
 
     /// What a stall does; see [`StallPolicy`].
+    #[must_use = "a setter returns the changed Config"]
     pub fn stall_policy(mut self, policy: StallPolicy) -> Self {
         self.stall_policy = policy;
         self
@@ -133,6 +136,7 @@ impl Config {
     /// lost; they are bounded by the shapes that ended or stalled (at most one unread
     /// `Stalled` per shape). The queue grows on demand: any capacity, `usize::MAX` included,
     /// allocates nothing up front.
+    #[must_use = "a setter returns the changed Config"]
     pub fn event_capacity(mut self, capacity: usize) -> Self {
         self.event_capacity = capacity;
         self
@@ -141,14 +145,26 @@ impl Config {
     /// Number of consecutive scans over which a pending shape that progresses while its lag
     /// grows is classified as lagging ([`Event::Lagging`](crate::Event::Lagging)). `0` turns
     /// the classifier off.
+    #[must_use = "a setter returns the changed Config"]
     pub fn lag_window(mut self, scans: u32) -> Self {
         self.lag_window = scans;
         self
     }
 
-    /// The time source. `quanta::Clock::mock()` gives deterministic tests: with a mock clock
-    /// every tick is read exactly (see the crate docs, "Ticks").
-    pub fn clock(mut self, clock: quanta::Clock) -> Self {
+    /// The time source; [`Clock::new()`] by default. [`Clock::mock()`] gives deterministic
+    /// tests: with a mock clock every tick is read exactly (see the crate docs, "Ticks").
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use flushwatch::{Clock, Config, FlushTracker};
+    /// let (clock, mock) = Clock::mock();
+    /// let tracker = FlushTracker::<u32>::new(Config::default().clock(clock))?;
+    /// mock.increment(Duration::from_secs(1)); // moves this tracker's time
+    /// # let _ = tracker;
+    /// # Ok::<(), flushwatch::Error>(())
+    /// ```
+    #[must_use = "a setter returns the changed Config"]
+    pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = Some(clock);
         self
     }
@@ -157,6 +173,7 @@ impl Config {
     /// judged from what scans saw), so the real-clock rules can be tested deterministically.
     /// Hidden: not part of the semver-bound API.
     #[doc(hidden)]
+    #[must_use = "a setter returns the changed Config"]
     pub fn coarse_ticks(mut self, coarse: bool) -> Self {
         self.coarse_ticks = coarse;
         self

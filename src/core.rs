@@ -19,7 +19,7 @@ use crossbeam_utils::CachePadded;
 use dashmap::DashMap;
 
 use crate::clock::Ticker;
-use crate::events::Events;
+use crate::events::Queue;
 use crate::registry::{Producer, Slab};
 use crate::slot::{self, Page, Slot};
 use crate::sync::{lock, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
@@ -63,7 +63,7 @@ pub(crate) struct Shared<K> {
     pub(crate) producer: Mutex<Producer<K>>,
     pub(crate) slab: Slab<K>,
     pub(crate) pinned: Mutex<Option<ShapeStatus<K>>>,
-    pub(crate) events: Events<K>,
+    pub(crate) events: Queue<K>,
     pub(crate) counters: Counters,
     /// Feature `metrics`: what the scans recorded so far.
     #[cfg(feature = "metrics")]

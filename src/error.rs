@@ -6,9 +6,14 @@ use crate::Offset;
 
 /// What can go wrong on the setup and producer paths.
 ///
-/// The hot path ([`Writer::flushed`](crate::Writer::flushed)) never fails: bad reports are
-/// ignored or clamped as SPEC.md's bad-input table says. Every error leaves the tracker's state
-/// exactly as it was.
+/// The hot path ([`Writer::flushed`](crate::Writer::flushed)) never fails: a report below the
+/// shape's flushed position is ignored, one beyond what was sent counts as caught up to what
+/// was sent, and reports from an ended shape are ignored (see the crate docs, "Bad input").
+/// Every error leaves the tracker's state exactly as it was.
+///
+/// [`InvalidConfig`](Error::InvalidConfig) and [`ScannerSpawn`](Error::ScannerSpawn) carry
+/// their cause as [`source`](std::error::Error::source). Their `Display` names the cause too,
+/// so that a plain `{err}` is readable on its own.
 ///
 /// ```
 /// use flushwatch::{Config, Error, FlushTracker};
@@ -37,7 +42,46 @@ pub enum Error {
     /// `spawn_scanner` was called while a scanner thread of this tracker runs.
     ScannerRunning,
     /// The operating system refused to start the scanner thread.
-    ScannerSpawn(String),
+    ScannerSpawn(SpawnError),
+}
+
+/// Why the operating system refused to start the scanner thread: the `std::io::Error` of
+/// [`std::thread::Builder::spawn`], shared so that [`Error`] stays `Clone`.
+///
+/// Its [`source`](std::error::Error::source) is that `io::Error`. Two `SpawnError`s are equal
+/// when their [`kind`](SpawnError::kind) and message are.
+#[derive(Debug, Clone)]
+pub struct SpawnError(std::sync::Arc<std::io::Error>);
+
+impl SpawnError {
+    pub(crate) fn new(e: std::io::Error) -> Self {
+        SpawnError(std::sync::Arc::new(e))
+    }
+
+    /// The kind of the underlying `io::Error`.
+    pub fn kind(&self) -> std::io::ErrorKind {
+        self.0.kind()
+    }
+}
+
+impl PartialEq for SpawnError {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind() == other.kind() && self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for SpawnError {}
+
+impl fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for SpawnError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
 }
 
 /// Why a [`Config`](crate::Config) was rejected.
@@ -48,7 +92,7 @@ pub enum Error {
 /// let err = FlushTracker::<u8>::new(Config::default().scan_interval(Duration::ZERO)).unwrap_err();
 /// assert_eq!(err, Error::InvalidConfig(ConfigError::ZeroScanInterval));
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ConfigError {
     /// `scan_interval` was zero: the scanner would spin.
@@ -84,5 +128,52 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+/// ```
+/// use std::error::Error as _;
+/// use flushwatch::{Config, ConfigError, FlushTracker};
+/// let err = FlushTracker::<u8>::new(Config::default().event_capacity(0)).unwrap_err();
+/// assert_eq!(
+///     err.to_string(),
+///     "invalid configuration: event_capacity must be greater than zero"
+/// );
+/// let cause = err.source().unwrap();
+/// assert_eq!(cause.to_string(), ConfigError::ZeroEventCapacity.to_string());
+/// ```
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::InvalidConfig(e) => Some(e),
+            Error::ScannerSpawn(e) => Some(&*e.0),
+            _ => None,
+        }
+    }
+}
 impl std::error::Error for ConfigError {}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+    use std::io;
+
+    #[test]
+    fn a_spawn_error_keeps_its_io_error_as_source_and_compares_by_kind_and_message() {
+        let spawn = |kind, msg| Error::ScannerSpawn(SpawnError::new(io::Error::new(kind, msg)));
+        let e = spawn(io::ErrorKind::OutOfMemory, "no threads left");
+        assert_eq!(
+            e.to_string(),
+            "could not start the scanner thread: no threads left"
+        );
+        let source = e.source().expect("the io::Error");
+        assert_eq!(source.to_string(), "no threads left");
+        assert!(source.downcast_ref::<io::Error>().is_some());
+        assert_eq!(e, e.clone());
+        assert_eq!(e, spawn(io::ErrorKind::OutOfMemory, "no threads left"));
+        assert_ne!(e, spawn(io::ErrorKind::Other, "no threads left"));
+        assert_ne!(e, spawn(io::ErrorKind::OutOfMemory, "another message"));
+        let Error::ScannerSpawn(inner) = &e else {
+            unreachable!()
+        };
+        assert_eq!(inner.kind(), io::ErrorKind::OutOfMemory);
+    }
+}

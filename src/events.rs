@@ -3,15 +3,16 @@
 //! # Ground rules
 //!
 //! - One unbounded `crossbeam` channel carries every event, in the order they were emitted;
-//!   every receiver from `events()` (and every `event_stream()`) takes from it, so each event
-//!   reaches one of them.
+//!   every [`Events`](crate::Events) receiver from `events()` (and every `event_stream()`)
+//!   takes from it, so each event reaches one of them. The channel stays private: the public
+//!   receivers wrap it (`receiver.rs`).
 //! - **Informational** events (`Suspected`, `Lagging`, `ScanPanicked`) are queued only while
 //!   the queue holds fewer than `capacity` events; otherwise they are dropped and counted.
 //! - **Action** events (`Stalled`, `WriterDown`) are always queued: missing one means a shape
 //!   silently stops replicating. They are bounded by the shapes that ended or stalled: a
-//!   shape has at most one unread `Stalled` (see [`Events::stalled`]).
+//!   shape has at most one unread `Stalled` (see [`Queue::stalled`]).
 //! - Emitting never waits on a reader. It takes `order`, a mutex held for one channel push,
-//!   so that sequence numbers follow the queue's order (which is what lets `Events::is_read`
+//!   so that sequence numbers follow the queue's order (which is what lets `Queue::is_read`
 //!   tell whether an event was taken).
 
 use crossbeam_channel::{Receiver, Sender};
@@ -22,7 +23,8 @@ use crate::Event;
 /// The sequence number of an emitted event: its index in the stream of queued events.
 pub(crate) type Seq = u64;
 
-pub(crate) struct Events<K> {
+/// The one event queue of a tracker.
+pub(crate) struct Queue<K> {
     tx: Sender<Event<K>>,
     rx: Receiver<Event<K>>,
     capacity: usize,
@@ -34,10 +36,10 @@ pub(crate) struct Events<K> {
     pub(crate) on_queued: Mutex<Vec<std::task::Waker>>,
 }
 
-impl<K> Events<K> {
+impl<K> Queue<K> {
     pub(crate) fn new(capacity: usize) -> Self {
         let (tx, rx) = crossbeam_channel::unbounded();
-        Events {
+        Queue {
             tx,
             rx,
             capacity,
@@ -130,7 +132,7 @@ impl<K> Events<K> {
 }
 
 /// Wakes the parked streams when the queue goes away: they end once it is drained.
-impl<K> Drop for Events<K> {
+impl<K> Drop for Queue<K> {
     fn drop(&mut self) {
         self.wake();
     }
@@ -156,7 +158,7 @@ mod tests {
 
     #[test]
     fn informational_events_are_dropped_at_capacity_and_actions_are_not() {
-        let q = Events::new(2);
+        let q = Queue::new(2);
         q.info(suspected(1));
         q.info(suspected(2));
         q.info(suspected(3)); // full: dropped
@@ -170,7 +172,7 @@ mod tests {
 
     #[test]
     fn a_stall_is_queued_again_only_after_the_previous_one_was_read() {
-        let q = Events::new(1);
+        let q = Queue::new(1);
         let stall = |key| Event::Stalled {
             key,
             idle: std::time::Duration::ZERO,

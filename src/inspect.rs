@@ -3,22 +3,24 @@
 //! Cold paths only: each takes a lock briefly (a `DashMap` shard, the page list's read lock,
 //! a page's key mutex, the small `pinned` mutex) and reads slots without writing them.
 
-use std::fmt;
+use std::borrow::Borrow;
 use std::hash::Hash;
 use std::time::Duration;
 
 use crate::slot;
-use crate::sync::{lock, Ordering};
-use crate::{FlushTracker, ShapeStatus, Stats};
+use crate::sync::{lock, read, Ordering};
+use crate::{FlushTracker, ShapeKey, ShapeStatus, Stats};
 
-impl<K> FlushTracker<K>
-where
-    K: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
-{
-    /// The state of one registered shape.
+impl<K: ShapeKey> FlushTracker<K> {
+    /// The state of one registered shape. Takes any borrowed form of the key, as
+    /// `HashMap::get` does; the status holds the registered key (a clone).
     ///
-    /// Locking behaviour: a `DashMap` shard read lock, then the page list's read lock and the
-    /// page's key mutex, one after the other.
+    /// Locking behaviour: a `DashMap` shard read lock, the page list's read lock, then the
+    /// page's key mutex (the key is cloned under it), one after the other.
+    ///
+    /// # Panics
+    ///
+    /// If the key's `Hash`, `Eq` or `Clone` panics (nothing changed).
     ///
     /// ```
     /// use flushwatch::{Config, FlushTracker};
@@ -27,22 +29,29 @@ where
     /// tracker.track(4, &[w.id()]).unwrap();
     /// tracker.track(9, &[w.id()]).unwrap();
     /// w.flushed(4);
-    /// let s = tracker.status(&"a").unwrap();
+    /// let s = tracker.status("a").unwrap();
     /// assert_eq!((s.sent, s.flushed, s.pending, s.lag), (9, 4, true, 5));
     /// ```
-    pub fn status(&self, key: &K) -> Option<ShapeStatus<K>> {
+    pub fn status<Q>(&self, key: &Q) -> Option<ShapeStatus<K>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let shared = self.shared();
         let id = self.id_of(key)?;
         let now = shared.ticker.now();
         let last_seen = self.last_seen();
-        shared
-            .slab
-            .with_slot(id.index, |slot| {
-                let state = slot.state();
-                (slot::is_live(state) && slot::gen32(state) == id.gen as u32)
-                    .then(|| slot.status(key.clone(), state, now, last_seen))
-            })
-            .flatten()
+        // The page (shared handles), out of the page list's lock.
+        let (page, off) = slot::locate_page(&read(&shared.slab.pages), id.index)
+            .map(|(page, off)| (page.clone(), off))?;
+        // The status reports the registered key (`key` may be a borrowed form of it): cloned
+        // from the page first, then validated by the state read after it, as everywhere (a
+        // slot is never reassigned without its generation changing).
+        let registered = page.key(off)?;
+        let slot = &page.slots[off];
+        let state = slot.state();
+        (slot::is_live(state) && slot::gen32(state) == id.gen as u32)
+            .then(|| slot.status(registered, state, now, last_seen))
     }
 
     /// As of the last scan: the pending shape holding the watermark (the one with the lowest

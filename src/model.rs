@@ -1,4 +1,5 @@
-//! The sequential reference model: the executable form of SPEC.md.
+//! The sequential reference model: the executable form of the documented contract (the crate
+//! docs, "Guarantees" and "Stall detection").
 //!
 //! [`Model`] implements every rule of the contract with plain data and no concurrency: positions,
 //! pending, the raise to the previous commit, the watermark and its monotone publication, removal, writer
@@ -6,7 +7,7 @@
 //! right, not fast: the property tests, the fuzz targets and the loom models check the
 //! lock-free [`FlushTracker`](crate::FlushTracker) against it.
 //!
-//! Time is in nanoseconds; the tracker driven by `quanta::Clock::mock()` reads exactly the
+//! Time is in nanoseconds; the tracker driven by [`Clock::mock()`](crate::Clock::mock) reads exactly the
 //! same ticks (see the crate docs, "Ticks"), so on a sequential run both agree step by step.
 //!
 //! ```

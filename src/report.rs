@@ -36,7 +36,7 @@ pub struct ShapeId {
 /// assert_eq!(t, Tracked { tracked: 1, skipped: 0, previous: 0 }, "an id named twice counts once");
 /// ```
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Tracked {
     /// Live shapes the commit was recorded for (each counted once).
     pub tracked: usize,
@@ -65,7 +65,7 @@ pub struct Tracked {
 /// assert_eq!(tracker.watermark(), 7, "the shape no longer pins the watermark");
 /// ```
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum DownCause {
     /// The writer was dropped while its thread was panicking.
@@ -93,8 +93,7 @@ pub enum DownCause {
 ///
 /// ```
 /// use std::time::Duration;
-/// use flushwatch::quanta::Clock;
-/// use flushwatch::{Config, Event, FlushTracker};
+/// use flushwatch::{Clock, Config, Event, FlushTracker};
 ///
 /// let (clock, mock) = Clock::mock();
 /// let tracker = FlushTracker::new(
@@ -166,7 +165,8 @@ pub enum Event<K> {
     Lagging {
         /// The shape.
         key: K,
-        /// Commits behind `last_seen` (`last_seen - flushed`) when classified.
+        /// How far it is behind `last_seen` when classified: `last_seen - flushed`, in
+        /// positions (WAL bytes on Postgres), not commits.
         lag: Offset,
     },
     /// A scan panicked (a key's `Clone` or `Hash` panicked, say). The background scanner keeps
@@ -246,7 +246,8 @@ pub struct ShapeStatus<K> {
     pub idle: Duration,
     /// Whether it is suspected and has not answered.
     pub suspected: bool,
-    /// Commits behind `last_seen` (`last_seen - flushed`); zero when not pending.
+    /// How far it is behind `last_seen`: `last_seen - flushed`, in positions (WAL bytes on
+    /// Postgres), not commits; zero when not pending.
     pub lag: Offset,
 }
 

@@ -11,7 +11,6 @@
 //! - A panic inside a scan is caught, counted and reported; scanning goes on.
 
 use std::fmt;
-use std::hash::Hash;
 use std::time::{Duration, Instant};
 
 use crate::core::Shared;
@@ -102,7 +101,7 @@ pub(crate) fn spawn<K>(
     stop: Arc<StopSignal>,
 ) -> std::io::Result<thread::JoinHandle<()>>
 where
-    K: Hash + Eq + Clone + std::fmt::Debug + Send + Sync + 'static,
+    K: crate::ShapeKey,
 {
     thread::Builder::new()
         .name("flushwatch-scanner".into())
@@ -114,7 +113,7 @@ where
 /// missed entirely are skipped rather than run in a burst.
 fn run<K>(shared: &Shared<K>, state: &Mutex<ScanState<K>>, stop: &StopSignal)
 where
-    K: Hash + Eq + Clone + std::fmt::Debug + Send + Sync + 'static,
+    K: crate::ShapeKey,
 {
     let interval = shared.scan_interval;
     let mut next = Instant::now();
@@ -138,7 +137,7 @@ where
 /// One scan; a panic inside it is caught, counted and reported.
 fn scan_catching<K>(shared: &Shared<K>, state: &Mutex<ScanState<K>>)
 where
-    K: Hash + Eq + Clone + std::fmt::Debug + Send + Sync + 'static,
+    K: crate::ShapeKey,
 {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scan(shared, state)));
     if let Err(payload) = result {

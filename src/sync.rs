@@ -26,6 +26,11 @@ pub(crate) use std::{
     thread,
 };
 
+/// Outside any model: a std `Arc` and a std atomic even under loom, for what the public API
+/// hands out (`Arc<MockClock>`, which a test may make outside `loom::model`) and what orders
+/// nothing a model checks (a mock clock's time, moved only between a model's steps).
+pub(crate) use std::sync::{atomic::AtomicU64 as UnmodelledU64, Arc as StdArc};
+
 /// Locks a mutex, ignoring poisoning (see the module docs).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())

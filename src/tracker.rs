@@ -7,6 +7,7 @@
 //! - It owns the scan state behind the scan lock, which `scan()` and the scanner thread take;
 //!   nothing else here holds a lock across a call into user code or another lock.
 
+use std::borrow::Borrow;
 use std::fmt;
 use std::hash::Hash;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use dashmap::DashMap;
 
 use crate::clock::Ticker;
 use crate::core::{unregister, Counters, Shared};
-use crate::events::Events;
+use crate::events::Queue;
 use crate::registry::{Producer, Slab};
 use crate::scan::ScanState;
 use crate::scanner::{Scanner, StopSignal};
@@ -24,9 +25,13 @@ use crate::slot;
 use crate::sync::{lock, Arc, AtomicBool, AtomicU64, Mutex, Ordering};
 use crate::watermark::Watermark;
 use crate::writer::Writer;
-use crate::{Config, Error, Event, Offset, ShapeId, Tracked};
+use crate::{Config, Error, Events, Offset, ShapeId, ShapeKey, Tracked};
 
 /// The flush tracker: a cheap, cloneable, `Send + Sync` handle.
+///
+/// `K` is the shape's key: any `Hash + Eq + Clone + Send + Sync + 'static` type (see
+/// [`ShapeKey`]); lookups take a borrowed form of it, as `HashMap::get` does (a
+/// `FlushTracker<String>` answers `id_of("orders")`).
 ///
 /// The producer calls [`track`](FlushTracker::track) for each commit with the shapes it
 /// affects; each consumer owns a [`Writer`] and reports what is durable; [`scan`](FlushTracker::scan)
@@ -86,7 +91,9 @@ impl<K> Clone for FlushTracker<K> {
     }
 }
 
-impl<K: fmt::Debug + Hash + Eq> fmt::Debug for FlushTracker<K> {
+/// A diagnostic snapshot (`last_seen`, the watermark, registered shapes); it prints no key, so
+/// it needs no `K: Debug`.
+impl<K: Hash + Eq> fmt::Debug for FlushTracker<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = &self.handle.shared;
         f.debug_struct("FlushTracker")
@@ -98,12 +105,12 @@ impl<K: fmt::Debug + Hash + Eq> fmt::Debug for FlushTracker<K> {
     }
 }
 
-impl<K> FlushTracker<K>
-where
-    K: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
-{
-    /// Creates a tracker. Fails with [`Error::InvalidConfig`] on a zero `scan_interval` or
-    /// `event_capacity`.
+impl<K: ShapeKey> FlushTracker<K> {
+    /// Creates a tracker.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] on a zero `scan_interval` or `event_capacity`.
     ///
     /// ```
     /// use flushwatch::{Config, Error, FlushTracker};
@@ -127,7 +134,7 @@ where
             producer: Mutex::new(Producer::new(config.start_at)),
             slab: Slab::new(),
             pinned: Mutex::new(None),
-            events: Events::new(config.event_capacity),
+            events: Queue::new(config.event_capacity),
             counters: Counters::default(),
             #[cfg(feature = "metrics")]
             metrics: crate::features::metrics::State::new(),
@@ -149,9 +156,18 @@ where
 
     /// Registers a shape and returns the [`Writer`] its consumer reports through.
     ///
-    /// A new shape has nothing sent to it and is not pending. Fails with
+    /// A new shape has nothing sent to it and is not pending. An evicted, removed or ended
+    /// shape's key is free at once. Keep the writer: dropping it ends the shape (it is
+    /// `#[must_use]`).
+    ///
+    /// # Errors
+    ///
     /// [`Error::DuplicateShape`] if `key` is registered; the existing shape is untouched.
-    /// An evicted, removed or ended shape's key is free at once.
+    ///
+    /// # Panics
+    ///
+    /// If the key's `Clone`, `Hash` or `Eq` panics (the panic reaches the caller; nothing is
+    /// registered), or with more than 2^32 shapes registered at once.
     ///
     /// Locking behaviour: takes the producer lock and a `DashMap` shard lock, one after the
     /// other.
@@ -210,16 +226,29 @@ where
         Ok(writer)
     }
 
-    /// The id of a registered key.
+    /// The id of a registered key. Takes any borrowed form of the key, as `HashMap::get`
+    /// does.
     ///
     /// Locking behaviour: takes a `DashMap` shard read lock briefly.
-    pub fn id_of(&self, key: &K) -> Option<ShapeId> {
+    ///
+    /// ```
+    /// use flushwatch::{Config, FlushTracker};
+    /// let tracker = FlushTracker::<String>::new(Config::default())?;
+    /// let w = tracker.register("orders".to_string())?;
+    /// assert_eq!(tracker.id_of("orders"), Some(w.id()));
+    /// assert_eq!(tracker.id_of("users"), None);
+    /// # Ok::<(), flushwatch::Error>(())
+    /// ```
+    pub fn id_of<Q>(&self, key: &Q) -> Option<ShapeId>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.shared().registry.get(key).map(|r| *r.value())
     }
 
     /// Records commit `commit` as sent to `shapes`. Commits must strictly increase and be at
-    /// least 1: otherwise `Err` ([`Error::ZeroCommit`], [`Error::OffsetRegression`]) and nothing
-    /// changed. Ids whose shape is gone, and ids made by another tracker, are skipped and
+    /// least 1. Ids whose shape is gone, and ids made by another tracker, are skipped and
     /// counted; an id named twice counts once. `shapes` may be empty: keepalives and
     /// transactions that touch no shape advance `last_seen`, so an idle or filtered source
     /// still lets the watermark move.
@@ -236,6 +265,11 @@ where
     /// Allocates nothing in steady state. Locking behaviour: takes the producer lock for the
     /// whole call (the ids are resolved through the producer's own page list).
     ///
+    /// # Errors
+    ///
+    /// [`Error::ZeroCommit`] for `commit == 0`, [`Error::OffsetRegression`] for a commit not
+    /// above [`last_seen`](FlushTracker::last_seen); nothing changed.
+    ///
     /// ```
     /// use flushwatch::{Config, Error, FlushTracker};
     /// let tracker = FlushTracker::new(Config::default()).unwrap();
@@ -251,7 +285,8 @@ where
     }
 
     /// [`track`](FlushTracker::track) by key: keys that are not registered are skipped and
-    /// counted in [`Tracked::skipped`].
+    /// counted in [`Tracked::skipped`]; a key named twice counts once. Takes any borrowed form
+    /// of the key, as `HashMap::get` does.
     ///
     /// Linear in the number of keys, however many are unknown or repeated. Locking behaviour:
     /// looks each key up (a `DashMap` shard read lock each) before taking the producer lock.
@@ -259,18 +294,34 @@ where
     ///
     /// ```
     /// use flushwatch::{Config, FlushTracker};
-    /// let tracker = FlushTracker::new(Config::default()).unwrap();
-    /// let _a = tracker.register("a").unwrap();
-    /// let t = tracker.track_keys(1, &["a", "gone"]).unwrap();
+    /// let tracker = FlushTracker::new(Config::default())?;
+    /// let _a = tracker.register("a")?;
+    /// let t = tracker.track_keys(1, &["a", "gone"])?;
     /// assert_eq!((t.tracked, t.skipped), (1, 1));
+    ///
+    /// // String keys, looked up by `&str`:
+    /// let tracker = FlushTracker::<String>::new(Config::default())?;
+    /// let _orders = tracker.register("orders".into())?;
+    /// let t = tracker.track_keys(1, ["orders", "users"])?;
+    /// assert_eq!((t.tracked, t.skipped), (1, 1));
+    /// # Ok::<(), flushwatch::Error>(())
     /// ```
-    pub fn track_keys<'a>(
+    ///
+    /// # Errors
+    ///
+    /// As [`track`](FlushTracker::track); nothing changed.
+    ///
+    /// # Panics
+    ///
+    /// If the key's `Hash` or `Eq` panics (the panic reaches the caller; nothing changed).
+    pub fn track_keys<'a, Q>(
         &self,
         commit: Offset,
-        keys: impl IntoIterator<Item = &'a K>,
+        keys: impl IntoIterator<Item = &'a Q>,
     ) -> Result<Tracked, Error>
     where
-        K: 'a,
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized + 'a,
     {
         if commit == 0 {
             return Err(Error::ZeroCommit);
@@ -280,7 +331,7 @@ where
         let mut unknown = 0;
         // Each distinct key is looked up once, so it is counted once even if a concurrent
         // eviction unregisters it between two of its occurrences.
-        let mut seen: std::collections::HashSet<&K> = std::collections::HashSet::new();
+        let mut seen: std::collections::HashSet<&Q> = std::collections::HashSet::new();
         for key in keys {
             if !seen.insert(key) {
                 continue;
@@ -296,23 +347,35 @@ where
     /// Ends a shape: it stops counting at once, its key is free at once, and its writer
     /// becomes inert ([`Writer::is_evicted`] turns true, once the key is free). Returns true
     /// iff `key` was registered and this call ended its shape: a shape that a concurrent scan
-    /// is evicting (the application hears of that through [`Event::Stalled`]) or whose writer
+    /// is evicting (the application hears of that through
+    /// [`Event::Stalled`](crate::Event::Stalled)) or whose writer
     /// is being dropped is not removed again, so exactly one of "removed", "stalled" and
     /// "writer down" happens to a shape.
     ///
+    /// Takes any borrowed form of the key, as `HashMap::get` does.
+    ///
     /// Locking behaviour: a `DashMap` shard read lock, then the page list's read lock, then a
     /// `DashMap` shard write lock, one after the other.
+    ///
+    /// # Panics
+    ///
+    /// If the key's `Hash` or `Eq` panics while looking it up (nothing changed). A panic in
+    /// them while freeing the key is caught: the shape still ends.
     ///
     /// ```
     /// use flushwatch::{Config, FlushTracker};
     /// let tracker = FlushTracker::new(Config::default()).unwrap();
     /// let w = tracker.register("a").unwrap();
-    /// assert!(tracker.remove(&"a"));
-    /// assert!(!tracker.remove(&"a"));
+    /// assert!(tracker.remove("a"));
+    /// assert!(!tracker.remove("a"));
     /// assert!(w.is_evicted());
     /// assert!(tracker.register("a").is_ok(), "the key is free");
     /// ```
-    pub fn remove(&self, key: &K) -> bool {
+    pub fn remove<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let shared = self.shared();
         let Some(id) = self.id_of(key) else {
             return false;
@@ -332,7 +395,7 @@ where
         // again as soon as this returns. A panic in the user's `Hash`/`Eq` must not leave the
         // slot half removed.
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            (shared.unregister)(&shared.registry, key, id)
+            shared.registry.remove_if(key, |_, current| *current == id)
         }));
         let Some(ending) = ending else {
             return false;
@@ -404,8 +467,8 @@ where
         self.shared().last_seen.load(Ordering::Acquire)
     }
 
-    /// A receiver of the tracker's events. All receivers share one ordered queue: each event
-    /// reaches one of them. Nobody reading never blocks anything. When the queue holds
+    /// A receiver of the tracker's events ([`Events`]). All receivers share one ordered
+    /// queue: each event reaches one of them. Nobody reading never blocks anything. When the queue holds
     /// `event_capacity` events, new *informational* events (`Suspected`, `Lagging`,
     /// `ScanPanicked`) are dropped and counted in
     /// [`events_dropped`](FlushTracker::events_dropped); *action* events (`Stalled`,
@@ -428,8 +491,9 @@ where
     /// assert!(events.iter().all(|e| matches!(e, Event::WriterDown { .. })));
     /// # Ok::<(), flushwatch::Error>(())
     /// ```
-    pub fn events(&self) -> crossbeam_channel::Receiver<Event<K>> {
-        self.shared().events.receiver()
+    #[must_use = "a receiver does nothing unless read; the events stay queued"]
+    pub fn events(&self) -> Events<K> {
+        Events::new(self.shared().events.receiver())
     }
 
     /// Informational events dropped because the queue held `event_capacity` events.
@@ -442,9 +506,15 @@ where
     /// [`scan`](FlushTracker::scan) every `scan_interval` at a fixed rate (a slow scan delays
     /// the next one, it does not shift the schedule). The returned guard stops and joins it
     /// on drop, promptly; the thread also stops when the last `FlushTracker` handle goes.
-    /// A panic inside a scan is caught, counted, reported as [`Event::ScanPanicked`], and
-    /// scanning goes on. Fails with [`Error::ScannerRunning`] if one runs. With the `tokio`
-    /// feature, a guard dropped inside a tokio runtime only signals stop (see [`Scanner`]).
+    /// A panic inside a scan is caught, counted, reported as
+    /// [`Event::ScanPanicked`](crate::Event::ScanPanicked), and scanning goes on. With the
+    /// `tokio` feature, a guard dropped inside a tokio runtime only signals stop (see
+    /// [`Scanner`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ScannerRunning`] if a scanner of this tracker runs; [`Error::ScannerSpawn`] if
+    /// the operating system refuses to start a thread.
     ///
     /// ```
     /// use flushwatch::{Config, Error, FlushTracker};
@@ -476,7 +546,7 @@ where
             Err(e) => {
                 // Release: pairs with the Acquire CAS above.
                 shared.scanner_running.store(false, Ordering::Release);
-                Err(Error::ScannerSpawn(e.to_string()))
+                Err(Error::ScannerSpawn(crate::error::SpawnError::new(e)))
             }
         }
     }

@@ -47,6 +47,30 @@ use crate::{DownCause, Event, Offset, ShapeId};
 /// tracker.scan();
 /// assert_eq!(tracker.watermark(), 1);
 /// ```
+///
+/// A writer bound to nothing ends its shape at once, so `Writer` is `#[must_use]`: this does
+/// not compile under `#![deny(unused_must_use)]` (it warns by default),
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// # fn main() -> Result<(), flushwatch::Error> {
+/// let tracker = flushwatch::FlushTracker::new(flushwatch::Config::default())?;
+/// tracker.register("orders")?; // the shape ends here
+/// # Ok(())
+/// # }
+/// ```
+///
+/// and this, which keeps the writer, does:
+///
+/// ```
+/// #![deny(unused_must_use)]
+/// # fn main() -> Result<(), flushwatch::Error> {
+/// let tracker = flushwatch::FlushTracker::new(flushwatch::Config::default())?;
+/// let _orders = tracker.register("orders")?; // lives until the end of the scope
+/// # Ok(())
+/// # }
+/// ```
+#[must_use = "dropping a Writer ends its shape at once"]
 pub struct Writer<K> {
     // Kept small (32 bytes for a `u64` key): a consumer holding thousands of writers touches
     // one dense array of them plus one slot line per flush. The slot's address is the page

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use flushwatch::quanta::{Clock, Mock};
+use flushwatch::{Clock, MockClock};
 use flushwatch::{Config, ConfigError, DownCause, Error, Event, FlushTracker, StallPolicy, Writer};
 
 /// A default tracker on a mock clock (deterministic, and runs under Miri).
@@ -12,7 +12,7 @@ fn tracker() -> FlushTracker<&'static str> {
     FlushTracker::new(Config::default().clock(Clock::mock().0)).unwrap()
 }
 
-fn mocked(config: Config) -> (FlushTracker<&'static str>, Arc<Mock>) {
+fn mocked(config: Config) -> (FlushTracker<&'static str>, Arc<MockClock>) {
     let (clock, mock) = Clock::mock();
     (FlushTracker::new(config.clock(clock)).unwrap(), mock)
 }
@@ -48,10 +48,9 @@ fn the_public_types_have_the_promised_traits() {
         previous: 0,
     };
     assert_eq!(t, flushwatch::Tracked::default().clone_with(1));
-    // The re-exports are the versions the crate uses.
-    let (_clock, _mock): (flushwatch::quanta::Clock, _) = flushwatch::quanta::Clock::mock();
-    let _rx: flushwatch::crossbeam_channel::Receiver<Event<u8>> =
-        FlushTracker::<u8>::new(Config::default()).unwrap().events();
+    // The clock and the receiver are flushwatch's own types.
+    let (_clock, _mock): (flushwatch::Clock, std::sync::Arc<MockClock>) = Clock::mock();
+    let _rx: flushwatch::Events<u8> = FlushTracker::<u8>::new(Config::default()).unwrap().events();
 }
 
 trait CloneWith {
@@ -611,7 +610,7 @@ fn stall_tracker(
     grace_ms: u64,
     challenge_ms: u64,
     policy: StallPolicy,
-) -> (FlushTracker<&'static str>, Arc<Mock>) {
+) -> (FlushTracker<&'static str>, Arc<MockClock>) {
     mocked(
         Config::default()
             .grace(MS * grace_ms as u32)

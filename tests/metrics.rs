@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use flushwatch::quanta::Clock;
+use flushwatch::Clock;
 use flushwatch::{Config, FlushTracker};
 use metrics::Unit;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};

@@ -10,12 +10,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use flushwatch::quanta::{Clock, Mock};
+use flushwatch::{Clock, MockClock};
 use flushwatch::{Config, Error, Event, FlushTracker, StallPolicy};
 
 const MS: Duration = Duration::from_millis(1);
 
-fn mocked(config: Config) -> (FlushTracker<u32>, Arc<Mock>) {
+fn mocked(config: Config) -> (FlushTracker<u32>, Arc<MockClock>) {
     let (clock, mock) = Clock::mock();
     (FlushTracker::new(config.clock(clock)).unwrap(), mock)
 }
@@ -56,7 +56,7 @@ fn an_id_from_another_tracker_is_skipped_and_changes_nothing() {
 // --- the cadence rule: no false suspicion however far apart scans are ----------------------------
 
 /// A tracker whose mock clock behaves like a real one (coarse ticks published by scans).
-fn coarse(grace: Duration, challenge: Duration) -> (FlushTracker<u32>, Arc<Mock>) {
+fn coarse(grace: Duration, challenge: Duration) -> (FlushTracker<u32>, Arc<MockClock>) {
     mocked(
         Config::default()
             .grace(grace)

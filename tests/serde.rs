@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use flushwatch::quanta::Clock;
+use flushwatch::Clock;
 use flushwatch::{Config, Event, FlushTracker};
 
 #[test]

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flushwatch::quanta::Clock;
+use flushwatch::Clock;
 use flushwatch::{Config, DownCause, Error, Event, FlushTracker};
 use futures_core::Stream;
 

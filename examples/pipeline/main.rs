@@ -51,7 +51,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use flushwatch::crossbeam_channel::{self as channel, Sender};
+use crossbeam_channel::{self as channel, Sender};
 use flushwatch::{Config, FlushTracker};
 
 use args::{Args, Plan};

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use flushwatch::crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use flushwatch::{Error, Event, FlushTracker};
+use crossbeam_channel::Sender;
+use flushwatch::{Error, Event, Events, FlushTracker, RecvTimeoutError};
 
 use crate::consumers::Msg;
 use crate::oracle::{Incarnation, Oracle};
@@ -19,7 +19,7 @@ use crate::{nanos, Key};
 
 pub struct Supervisor {
     pub tracker: FlushTracker<Key>,
-    pub events: Receiver<Event<Key>>,
+    pub events: Events<Key>,
     pub txs: Vec<Sender<Msg>>,
     /// New routes for the producer.
     pub ctl: Sender<(Key, Route)>,

@@ -17,9 +17,9 @@ pub use harness::*;
 mod harness {
     use std::time::Duration;
 
-    use flushwatch::quanta::{self, Mock};
+    use flushwatch::{Clock, MockClock};
     use flushwatch::{Config, Event, FlushTracker, Offset, Writer};
-    // quanta's mock handle is a std `Arc` (quanta knows nothing of loom).
+    // `Clock::mock` hands out a std `Arc` (made outside any model is fine).
     use std::sync::Arc;
 
     /// Runs `f` under every interleaving loom explores with at most `bound` preemptions
@@ -61,8 +61,8 @@ mod harness {
     /// tracker on every execution), no lagging classifier, and a scan interval so long that a
     /// spawned scanner does exactly one scan and then waits for its stop (under loom a
     /// `Condvar` timeout is not modelled, and real time never reaches the next grid point).
-    pub fn config() -> (Config, Arc<Mock>) {
-        let (clock, mock) = quanta::Clock::mock();
+    pub fn config() -> (Config, Arc<MockClock>) {
+        let (clock, mock) = Clock::mock();
         let config = Config::default()
             .clock(clock)
             .event_capacity(16)
@@ -73,7 +73,7 @@ mod harness {
 
     /// A tracker on a mock clock with the defaults of [`config`] (grace 60 s, challenge 5 s:
     /// nothing stalls unless the model moves the clock).
-    pub fn tracker() -> (FlushTracker<&'static str>, Arc<Mock>) {
+    pub fn tracker() -> (FlushTracker<&'static str>, Arc<MockClock>) {
         let (config, mock) = config();
         (FlushTracker::new(config).expect("valid config"), mock)
     }
@@ -202,7 +202,7 @@ mod harness {
         policy: flushwatch::StallPolicy,
     ) -> (
         FlushTracker<&'static str>,
-        Arc<Mock>,
+        Arc<MockClock>,
         Writer<&'static str>,
         Writer<&'static str>,
     ) {

@@ -9,7 +9,7 @@
 //! - depend on the same loom minor version as flushwatch (`loom = "0.7"`), so cargo builds one
 //!   loom runtime: two would not see each other's threads;
 //! - create the tracker inside the model closure (loom objects live for one execution);
-//! - use a mock clock, `flushwatch::quanta::Clock::mock()`, and advance it only outside the
+//! - use a mock clock, `flushwatch::Clock::mock()`, and advance it only outside the
 //!   racing threads: time is not modelled, and a real clock makes executions differ;
 //! - a `spawn_scanner` thread scans once and then waits for its stop (under loom a condvar
 //!   timeout is not modelled); call `scan()` directly to drive scans.
@@ -25,7 +25,7 @@
 //! to the scan.
 #![cfg(loom)]
 
-use flushwatch::{quanta, Config, FlushTracker};
+use flushwatch::{Clock, Config, FlushTracker};
 use loom::sync::atomic::{AtomicU64, Ordering};
 use loom::sync::{mpsc, Arc};
 use loom::thread;
@@ -35,7 +35,7 @@ fn acknowledged_position_is_durable() {
     let mut builder = loom::model::Builder::new();
     builder.preemption_bound = Some(2);
     builder.check(|| {
-        let (clock, _mock) = quanta::Clock::mock();
+        let (clock, _mock) = Clock::mock();
         let tracker = FlushTracker::new(Config::default().clock(clock).event_capacity(8)).unwrap();
         let writer = tracker.register("orders").unwrap();
         let id = writer.id();

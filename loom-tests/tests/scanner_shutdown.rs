@@ -22,8 +22,8 @@
 //! other models.
 #![cfg(loom)]
 
-use flushwatch::crossbeam_channel::TryRecvError;
 use flushwatch::Error;
+use flushwatch::TryRecvError;
 use flushwatch_loom_tests::{assert_safe, explore, tracker, ShapeFacts};
 use loom::thread;
 

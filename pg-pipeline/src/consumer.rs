@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use flushwatch::crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use flushwatch::Writer;
 
 use crate::files;
@@ -40,7 +40,7 @@ pub enum Msg {
         items: Vec<(ShapeKey, bytes::Bytes)>,
     },
     /// Answer once every earlier message is handled (start-up: files open).
-    Ready(flushwatch::crossbeam_channel::Sender<()>),
+    Ready(crossbeam_channel::Sender<()>),
 }
 
 /// A rebuilt shape's snapshot, waiting for its catch-up and its rename.

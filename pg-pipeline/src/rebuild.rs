@@ -29,7 +29,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use flushwatch::crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender};
 use postgres::{Client, NoTls, SimpleQueryMessage};
 
 use crate::shapes::{self, Layout, ShapeKey};

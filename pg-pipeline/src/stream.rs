@@ -30,7 +30,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
-use flushwatch::crossbeam_channel::{self as channel, Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{self as channel, Receiver, Sender};
+use flushwatch::{Events, RecvTimeoutError};
 use flushwatch::{Config, Error as FwError, Event, FlushTracker, ShapeId, StallPolicy};
 use pgwire_replication::{Lsn as PLsn, ReplicationClient, ReplicationConfig, ReplicationEvent};
 
@@ -166,7 +167,7 @@ struct Reader {
     /// The open transaction: (xid, lines per shape in first-touched order).
     open: Option<(u32, ShapeLines)>,
     fault_fired: bool,
-    clock: flushwatch::quanta::Clock,
+    clock: quanta::Clock,
 }
 
 /// See `timed_track`.
@@ -324,7 +325,7 @@ pub fn run(o: RunOpts) -> Result<()> {
         acked: start,
         open: None,
         fault_fired: false,
-        clock: flushwatch::quanta::Clock::new(),
+        clock: quanta::Clock::new(),
     };
     if let Some(n) = (!invalid.is_empty()).then_some(invalid.len()) {
         // Shapes whose rebuild a crash interrupted are rebuilt before the stream starts: the
@@ -920,7 +921,7 @@ fn fill_commit(lines: &mut [u8], commit: u64) {
 }
 
 /// Logs the tracker's events; asks the reader to rebuild shapes that ended abnormally.
-fn watch_events(events: Receiver<Event<ShapeKey>>, rebuild: Sender<ShapeKey>, stop: &AtomicBool) {
+fn watch_events(events: Events<ShapeKey>, rebuild: Sender<ShapeKey>, stop: &AtomicBool) {
     // Relaxed: a stop request.
     while !stop.load(Ordering::Relaxed) {
         let event = match events.recv_timeout(Duration::from_millis(100)) {

@@ -7,14 +7,15 @@
 //!   `publish`, which only a scan calls, only with a higher value: receivers are notified of
 //!   every publication and of nothing else. A receiver starts at the current value.
 //! - A stream takes from the same crossbeam queue as `events()`. It parks by pushing its waker
-//!   into `Events::on_queued` and then *re-checking* the queue: every emitter pushes its event
+//!   into `Queue::on_queued` and then *re-checking* the queue: every emitter pushes its event
 //!   before it takes the wakers, so an event that the re-check misses was pushed after the
 //!   waker was registered and its emitter wakes it (no lost wake-up).
 //! - A stream holds the tracker's shared state weakly: it never keeps a tracker alive, and it
 //!   ends (`None`) only once nothing can emit any more (no tracker handle, writer or scanner
-//!   thread left) and the queue is drained. `Events`' drop wakes the parked streams for that.
+//!   thread left) and the queue is drained. `Queue`'s drop wakes the parked streams for that.
 //! - Nothing here blocks: the only lock is the short `on_queued` mutex.
 
+use std::fmt;
 use std::pin::Pin;
 use std::sync::Weak;
 use std::task::{Context, Poll};
@@ -28,7 +29,7 @@ use crate::{Event, FlushTracker, Offset};
 
 impl<K> FlushTracker<K>
 where
-    K: std::hash::Hash + Eq + Clone + std::fmt::Debug + Send + Sync + 'static,
+    K: crate::ShapeKey,
 {
     /// A [`tokio::sync::watch::Receiver`] of the published watermark (feature `tokio`).
     ///
@@ -62,9 +63,9 @@ where
         self.shared().watermark.tx.subscribe()
     }
 
-    /// The tracker's events as a [`Stream`] (feature `tokio`): the same queue as
-    /// [`events`](FlushTracker::events), so each event reaches one receiver or stream, in the
-    /// order they were emitted, and action events are never lost.
+    /// The tracker's events as a [`Stream`] (feature `tokio`), an [`EventStream`]: the same
+    /// queue as [`events`](FlushTracker::events), so each event reaches one receiver or
+    /// stream, in the order they were emitted, and action events are never lost.
     ///
     /// The stream is `'static` and does not keep the tracker alive. It does not end while the
     /// tracker lives; once every handle, writer and the scanner thread are gone, it yields
@@ -92,7 +93,7 @@ where
     /// # }
     /// ```
     #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
-    pub fn event_stream(&self) -> impl Stream<Item = Event<K>> + Send + Unpin + 'static {
+    pub fn event_stream(&self) -> EventStream<K> {
         let shared = self.shared();
         EventStream {
             rx: shared.events.receiver(),
@@ -101,8 +102,16 @@ where
     }
 }
 
-/// The stream behind [`FlushTracker::event_stream`].
-struct EventStream<K> {
+/// The tracker's events as a [`futures_core::Stream`] (feature `tokio`), from
+/// [`FlushTracker::event_stream`]: `Send` (for a `Send` key), `Unpin` and `'static`.
+///
+/// It takes from the same queue as [`Events`](crate::Events): each event reaches one receiver
+/// or stream. It does not keep the tracker alive, and it ends (`None`) only once the tracker,
+/// its writers and its scanner are all gone and the queue is drained. Dropping it loses
+/// nothing: the events stay queued.
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+#[must_use = "a stream does nothing unless polled"]
+pub struct EventStream<K> {
     rx: Receiver<Event<K>>,
     shared: Weak<Shared<K>>,
 }
@@ -110,6 +119,14 @@ struct EventStream<K> {
 /// Nothing in the stream is ever pinned (it is a channel handle and a weak pointer), whatever
 /// `K` is.
 impl<K> Unpin for EventStream<K> {}
+
+impl<K> fmt::Debug for EventStream<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventStream")
+            .field("queued", &self.rx.len())
+            .finish_non_exhaustive()
+    }
+}
 
 impl<K> Stream for EventStream<K> {
     type Item = Event<K>;

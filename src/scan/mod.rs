@@ -27,7 +27,6 @@
 mod lag;
 mod stall;
 
-use std::hash::Hash;
 use std::time::Instant;
 
 use crate::core::Shared;
@@ -218,7 +217,7 @@ fn prune<K>(shared: &Shared<K>, st: &mut ScanState<K>) {
 /// One scan at `clock.now()`.
 pub(crate) fn scan<K>(shared: &Shared<K>, state: &Mutex<ScanState<K>>) -> ScanReport<K>
 where
-    K: Hash + Eq + Clone + std::fmt::Debug + Send + Sync + 'static,
+    K: crate::ShapeKey,
 {
     let started = Instant::now();
     let mut guard = lock(state);
@@ -418,7 +417,7 @@ fn visit<K>(
     report: &mut ScanReport<K>,
 ) -> Outcome
 where
-    K: Hash + Eq + Clone + std::fmt::Debug + Send + Sync + 'static,
+    K: crate::ShapeKey,
 {
     let Sample {
         sw,

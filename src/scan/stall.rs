@@ -1,4 +1,4 @@
-//! The stall machine: challenge, then act (SPEC.md, "Stall detection").
+//! The stall machine: challenge, then act (the crate docs, "Stall detection").
 //!
 //! # Ground rules
 //!
@@ -15,7 +15,6 @@
 //!   shape) lives in side maps keyed by slot index, holding only suspected or stalled shapes.
 
 use std::collections::HashMap;
-use std::hash::Hash;
 use std::time::Duration;
 
 use crate::core::Shared;
@@ -86,7 +85,7 @@ pub(super) fn attend<K>(
     report: &mut ScanReport<K>,
 ) -> Outcome
 where
-    K: Hash + Eq + Clone + std::fmt::Debug + Send + Sync + 'static,
+    K: crate::ShapeKey,
 {
     let Seen {
         index,

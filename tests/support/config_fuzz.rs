@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
-use flushwatch::quanta::{self, Mock};
+use flushwatch::{Clock, MockClock};
 use flushwatch::{
     Config, ConfigError, Error, FlushTracker, Offset, Scanner, ShapeId, StallPolicy, Writer,
 };
@@ -210,7 +210,7 @@ pub fn run(input: &Input) {
     let scan_interval = c.scan_interval.get();
     let capacity = c.event_capacity.get();
     let start_at = c.start_at.get();
-    let (clock, mock) = quanta::Clock::mock();
+    let (clock, mock) = Clock::mock();
     let config = Config::default()
         .grace(c.grace.get())
         .challenge(c.challenge.get())
@@ -268,7 +268,7 @@ pub fn run(input: &Input) {
 
 struct Run {
     tracker: FlushTracker<u8>,
-    mock: Arc<Mock>,
+    mock: Arc<MockClock>,
     /// The mock clock's offset (kept in range: `Mock` panics on overflow in debug builds).
     offset: u64,
     capacity: usize,
@@ -442,13 +442,13 @@ impl Run {
             Op::Advance(d) => {
                 let n = u64::try_from(d.get().as_nanos()).unwrap_or(u64::MAX);
                 let n = n.min(u64::MAX - self.offset);
-                self.mock.increment(n);
+                self.mock.increment(Duration::from_nanos(n));
                 self.offset += n;
             }
             Op::Rewind(d) => {
                 let n = u64::try_from(d.get().as_nanos()).unwrap_or(u64::MAX);
                 let n = n.min(self.offset);
-                self.mock.decrement(n);
+                self.mock.decrement(Duration::from_nanos(n));
                 self.offset -= n;
             }
             Op::Scan => {

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
 use flushwatch::model::{Model, ModelConfig, ModelId};
-use flushwatch::quanta::{self, Mock};
+use flushwatch::{Clock, MockClock};
 use flushwatch::{Config, Event, FlushTracker, Offset, ScanReport, StallPolicy, Writer};
 
 /// Keys are small so that operations collide on them.
@@ -174,7 +174,7 @@ pub enum Checks {
 pub struct Harness {
     pub tracker: FlushTracker<u8>,
     pub model: Model<u8>,
-    mock: Arc<Mock>,
+    mock: Arc<MockClock>,
     now: u64,
     writers: Vec<Held>,
     /// `start_at` and every commit handed to `track`: the only values a watermark may take.
@@ -231,7 +231,7 @@ const MS: u64 = 1_000_000;
 
 impl Harness {
     pub fn new(c: &RunConfig, checks: Checks) -> Harness {
-        let (clock, mock) = quanta::Clock::mock();
+        let (clock, mock) = Clock::mock();
         let grace = u64::from(c.grace_ms % 20) * MS;
         let challenge = u64::from(c.challenge_ms % 10) * MS;
         let policy = if c.report {
@@ -479,7 +479,7 @@ impl Harness {
             }
             Op::Advance { ms, nanos } => {
                 let d = u64::from(ms % 8) * MS + u64::from(nanos % 3);
-                self.mock.increment(d);
+                self.mock.increment(Duration::from_nanos(d));
                 self.now += d;
             }
             Op::Scan => {
