@@ -269,7 +269,7 @@ pub fn run(input: &Input) {
 struct Run {
     tracker: FlushTracker<u8>,
     mock: Arc<MockClock>,
-    /// The mock clock's offset (kept in range: `Mock` panics on overflow in debug builds).
+    /// The mock clock's offset (kept in range: the mock saturates, the model's time must too).
     offset: u64,
     capacity: usize,
     start_at: Offset,
