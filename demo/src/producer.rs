@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use flushwatch::crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender};
 use flushwatch::FlushTracker;
 
 use crate::consumers::Msg;

@@ -1,9 +1,9 @@
 //! A change-data-capture pipeline in one process, with a consumer that gets stuck.
 //!
 //! ```text
-//! cargo run --release --example pipeline                  # ~20 s, nothing to install
-//! cargo run --release --example pipeline -- --help        # shapes, consumers, rate, policy...
-//! cargo run --release --example pipeline -- --policy report   # what happens without eviction
+//! cargo run --release -p flushwatch-demo                  # ~20 s, nothing to install
+//! cargo run --release -p flushwatch-demo -- --help        # shapes, consumers, rate, policy...
+//! cargo run --release -p flushwatch-demo -- --policy report  # what happens without eviction
 //! ```
 //!
 //! - A **producer** ([`producer`]) generates transactions, each touching one to three of
@@ -51,7 +51,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use flushwatch::crossbeam_channel::{self as channel, Sender};
+use crossbeam_channel::{self as channel, Sender};
 use flushwatch::{Config, FlushTracker};
 
 use args::{Args, Plan};
