@@ -332,7 +332,6 @@ fn start(
     let supervisor = {
         let s = Supervisor {
             tracker: tracker.clone(),
-            events: tracker.events(),
             txs: txs.clone(),
             ctl: ctl_tx,
             oracle: oracle.clone(),
