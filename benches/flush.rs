@@ -6,13 +6,13 @@
 //! per call, so each report is above the shape's flushed position and below what was sent.
 //!
 //! Three floors, none of them a correct tracker: `floor` is two `Release` stores to a 64-byte
-//! aligned slot in a contiguous vector plus a `Relaxed` read of a coarse tick (the issue's
-//! floor); `floor_checked` adds the two loads a correct flush cannot skip (clamp to `sent`,
-//! progress check), so its slot line is read before it is written; `floor_handle` is
-//! `floor_checked` behind a handle exactly as large as a `Writer<u64>` (an `Arc` to the slot
-//! plus padding), so with a random writer per call it pays the same handle cache misses as
-//! `flushwatch` does in this bench. The gap between `floor_handle` and `flushwatch` is what the
-//! core's own flush path costs.
+//! aligned slot in a contiguous vector plus a `Relaxed` read of a coarse tick (the floor the
+//! targets are stated against); `floor_checked` adds the two loads a correct flush cannot skip
+//! (clamp to `sent`, progress check), so its slot line is read before it is written;
+//! `floor_handle` is `floor_checked` behind a handle exactly as large as a `Writer<u64>` (an
+//! `Arc` to the slot plus padding), so with a random writer per call it pays the same handle
+//! cache misses as `flushwatch` does in this bench. The gap between `floor_handle` and
+//! `flushwatch` is what the core's own flush path costs.
 //!
 //! With 1 shape the bench holds the writer, as a consumer does. With 1k and 100k shapes each call
 //! picks a random writer from a `Vec` (xorshift + multiply-shift, ~1 ns); every design pays the

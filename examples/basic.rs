@@ -8,11 +8,11 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{unbounded, Receiver, Sender};
 use flushwatch::{Config, Error, Event, FlushTracker, Offset, Writer};
 
 type Key = &'static str;
@@ -77,7 +77,7 @@ fn produce(tracker: &Tracker, routes: &Routes) -> Result<(), Error> {
 }
 
 fn add_consumer(tracker: &Tracker, routes: &Routes, key: Key, stuck: bool) -> Result<(), Error> {
-    let (tx, rx) = unbounded();
+    let (tx, rx) = channel();
     let mut routes = routes.lock().unwrap();
     let writer = tracker.register(key)?; // an evicted or dropped shape's key is free at once
     routes.insert(key, tx); // closes an evicted shape's channel: its consumer ends

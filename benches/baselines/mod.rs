@@ -1,8 +1,8 @@
 //! The designs a user would otherwise pick, behind one interface, so that the benches can put
 //! `flushwatch` next to them in the same run.
 //!
-//! Every baseline implements the behaviour of SPEC.md at transaction granularity, exactly like
-//! `flushwatch` and like the reference [`Model`]:
+//! Every baseline implements the behaviour of `docs/contract.md` at transaction granularity,
+//! exactly like `flushwatch` and like the reference [`Model`]:
 //!
 //! - `track(c, shapes)`: `sent(s) = c`; a caught-up shape that becomes pending has its flushed
 //!   position raised to the previous commit (`last_seen` before this `track`); `last_seen = c`.
@@ -264,7 +264,8 @@ impl Design for MutexMap {
 // (c) DashMap::get_mut.
 
 /// (c) `DashMap<shape, Entry>`: a flush is `get_mut` (a shard write lock); the watermark is a
-/// scan of the shards. `track` is called by one producer at a time, as in SPEC.md.
+/// scan of the shards. `track` is called by one producer at a time, as the contract
+/// (`docs/contract.md`) allows.
 #[derive(Default)]
 pub struct Dash {
     shapes: DashMap<Shape, Entry>,
@@ -288,7 +289,7 @@ impl Design for Dash {
             }
         }
         // Release: publishes the entries updated above (through the shard locks too) before
-        // `last_seen`; pairs with the Acquire load in `watermark`, as SPEC.md orders them.
+        // `last_seen`; pairs with the Acquire load in `watermark`, as the contract orders them.
         self.last_seen.store(commit, Ordering::Release);
     }
     fn flushed(&self, shape: Shape, pos: u64) {
@@ -413,7 +414,7 @@ impl FloorSlot {
 
     /// The floor of a *correct* flush: the same two stores, after the two loads that the clamp
     /// to `sent` and the progress check need (from the slot's own line). This is the minimum
-    /// any design that honours SPEC.md's clamp and "only a strict increase is progress" pays;
+    /// any design that honours the contract's clamp and "only a strict increase is progress" pays;
     /// it still skips eviction and suspicion.
     #[inline]
     pub fn flushed_checked(&self, pos: u64) {

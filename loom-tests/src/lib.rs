@@ -92,9 +92,9 @@ mod harness {
         pub live: bool,
     }
 
-    /// The safety bound of SPEC.md at transaction granularity: the largest of `positions`
+    /// The safety bound of the contract at transaction granularity: the largest of `positions`
     /// (`start_at` and every commit handed to `track` in the model, in any order) such that
-    /// every commit `<=` it is durable in every live shape it was tracked for.
+    /// every commit `<=` it is durable in every live shape it was tracked for (`docs/contract.md`).
     ///
     /// Positions are sparse: the bound is always one of `positions`, never a commit minus one
     /// (acknowledging `c - 1` acknowledges part of `c` under Postgres' end-LSN convention).

@@ -9,7 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
-use flushwatch::{Error, Event, Events, FlushTracker, RecvTimeoutError};
+use flushwatch::{Error, Event, FlushTracker};
 
 use crate::consumers::Msg;
 use crate::oracle::{Incarnation, Oracle};
@@ -19,7 +19,6 @@ use crate::{nanos, Key};
 
 pub struct Supervisor {
     pub tracker: FlushTracker<Key>,
-    pub events: Events<Key>,
     pub txs: Vec<Sender<Msg>>,
     /// New routes for the producer.
     pub ctl: Sender<(Key, Route)>,
@@ -67,17 +66,16 @@ pub struct SupervisorReport {
 
 impl Supervisor {
     pub fn run(mut self) -> SupervisorReport {
+        let events = self.tracker.events();
         loop {
-            let event = match self.events.recv_timeout(Duration::from_millis(20)) {
-                Ok(e) => e,
-                Err(RecvTimeoutError::Timeout) => {
-                    // Relaxed: a request; the join synchronizes.
-                    if self.stop.load(Ordering::Relaxed) {
-                        return self.report;
-                    }
-                    continue;
+            // An error is a timeout: the queue cannot close while this supervisor holds the
+            // tracker.
+            let Ok(event) = events.recv_timeout(Duration::from_millis(20)) else {
+                // Relaxed: a request; the join synchronizes.
+                if self.stop.load(Ordering::Relaxed) {
+                    return self.report;
                 }
-                Err(RecvTimeoutError::Disconnected) => return self.report,
+                continue;
             };
             match event {
                 Event::Suspected { key, idle } => {
@@ -104,7 +102,7 @@ impl Supervisor {
                 }
                 _ => {}
             }
-            if self.events.is_empty() {
+            if events.is_empty() {
                 self.flush_notes();
             }
         }

@@ -1,9 +1,9 @@
 //! A change-data-capture pipeline in one process, with a consumer that gets stuck.
 //!
 //! ```text
-//! cargo run --release --example pipeline                  # ~20 s, nothing to install
-//! cargo run --release --example pipeline -- --help        # shapes, consumers, rate, policy...
-//! cargo run --release --example pipeline -- --policy report   # what happens without eviction
+//! cargo run --release -p flushwatch-demo                  # ~20 s, nothing to install
+//! cargo run --release -p flushwatch-demo -- --help        # shapes, consumers, rate, policy...
+//! cargo run --release -p flushwatch-demo -- --policy report  # what happens without eviction
 //! ```
 //!
 //! - A **producer** ([`producer`]) generates transactions, each touching one to three of
@@ -332,7 +332,6 @@ fn start(
     let supervisor = {
         let s = Supervisor {
             tracker: tracker.clone(),
-            events: tracker.events(),
             txs: txs.clone(),
             ctl: ctl_tx,
             oracle: oracle.clone(),
