@@ -1,7 +1,8 @@
 //! The NIF library behind the Elixir `Flushwatch` module (`beam/lib/flushwatch.ex`).
 //!
 //! - `tracker.rs`: the tracker resource and its NIFs; `hub.rs`: its thread (scans, messages).
-//! - `writer.rs`: the writer resource (the consumer's hot path) and shape ids.
+//! - `writer.rs`: the writer resource (the consumer's hot path) and shape ids; `reaper.rs`:
+//!   the thread that drops collected writers, off the schedulers.
 //! - `clock.rs`, `queue.rs`, `keys.rs`: the only places that name flushwatch's clock, event
 //!   receiver and key lookups.
 //! - `term.rs`: encoding reports as maps.
@@ -14,6 +15,7 @@ mod clock;
 mod hub;
 mod keys;
 mod queue;
+mod reaper;
 mod term;
 mod tracker;
 mod writer;

@@ -2,8 +2,8 @@
 //!
 //! A writer is a resource held by the consumer process. When every term referring to it is
 //! gone (the process exited and its heap was freed, say) the BEAM collects it and the
-//! `Writer` drops: the shape ends, with `WriterDown { cause: DroppedPending }` when it was
-//! pending. No monitor is needed.
+//! `Writer` drops (on the reaper thread, `reaper.rs`): the shape ends, with
+//! `WriterDown { cause: DroppedPending }` when it was pending. No monitor is needed.
 //!
 //! The `Writer` sits behind a `Mutex`: a resource must be `Sync`, and a `Writer` is meant to
 //! be owned by one consumer, not shared (it need not be `Sync`). The lock is uncontended in
@@ -43,6 +43,20 @@ impl WriterRes {
     fn writer(&self) -> MutexGuard<'_, Option<Writer<Key>>> {
         // No code under this lock panics (the writer's calls never do); recover anyway.
         self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for WriterRes {
+    fn drop(&mut self) {
+        // The resource was collected: end the shape off the scheduler (see `reaper.rs`).
+        let taken = self
+            .writer
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(w) = taken {
+            crate::reaper::hand_over(w);
+        }
     }
 }
 
