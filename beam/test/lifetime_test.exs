@@ -2,7 +2,7 @@ defmodule Flushwatch.LifetimeTest do
   @moduledoc """
   The BEAM's lifetimes do the liveness work: real process exits end shapes, a collected
   tracker stops its thread, a wedged consumer is evicted within the documented bound.
-  Not async: it counts the VM's tracker threads.
+  Not async: it measures time.
   """
   use ExUnit.Case, async: false
   import Flushwatch.TestHelpers
@@ -98,7 +98,6 @@ defmodule Flushwatch.LifetimeTest do
   end
 
   test "a collected tracker stops its thread" do
-    before = Flushwatch.Native.hub_threads()
     parent = self()
 
     owner =
@@ -107,17 +106,20 @@ defmodule Flushwatch.LifetimeTest do
         {:ok, w} = Flushwatch.register(t, "a")
         {:ok, _} = Flushwatch.track(t, 1, [w])
         :ok = Flushwatch.subscribe(t)
-        send(parent, :made)
+        # A probe sees the thread without keeping the tracker alive.
+        send(parent, {:probe, Flushwatch.Native.probe(t.resource)})
 
         receive do
           :stop -> :ok
         end
       end)
 
-    assert_receive :made
-    assert Flushwatch.Native.hub_threads() == before + 1
+    assert_receive {:probe, probe}
+    assert Flushwatch.Native.probe_running(probe)
+    Process.sleep(30)
+    assert Flushwatch.Native.probe_running(probe), "alive while its owner holds it"
     send(owner, :stop)
-    eventually(fn -> Flushwatch.Native.hub_threads() == before end)
+    eventually(fn -> not Flushwatch.Native.probe_running(probe) end)
   end
 
   test "a wedged consumer (alive, never flushing) is suspected, stalled and evicted within the bound" do

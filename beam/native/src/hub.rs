@@ -11,10 +11,11 @@
 //! - Events are taken from the queue only while someone is subscribed, and an event no live
 //!   subscriber accepted is kept for the next round: action events are never lost to a
 //!   subscriber that died.
-//! - [`RUNNING`] counts live threads (tests watch it fall when a tracker is collected).
+//! - [`Hub::running`] says whether the thread runs (tests watch it stop when a tracker is
+//!   collected).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -24,13 +25,12 @@ use flushwatch::{Event, FlushTracker};
 
 use crate::{atoms, queue, Key};
 
-/// Live hub threads in this VM.
-pub(crate) static RUNNING: AtomicUsize = AtomicUsize::new(0);
-
 /// What the tracker resource and its thread share.
 pub(crate) struct Hub {
     state: Mutex<State>,
     wake: Condvar,
+    /// Whether the thread runs (cleared as it exits): what `Flushwatch.Native.probe/1` shows.
+    running: AtomicBool,
 }
 
 #[derive(Default)]
@@ -49,6 +49,7 @@ impl Hub {
         Arc::new(Hub {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
+            running: AtomicBool::new(true),
         })
     }
 
@@ -98,6 +99,12 @@ impl Hub {
         }
     }
 
+    /// Whether the thread still runs.
+    pub(crate) fn running(&self) -> bool {
+        // Acquire: pairs with the Release store as the thread exits (a test reads it).
+        self.running.load(Ordering::Acquire)
+    }
+
     fn forget(&self, dead: &[LocalPid]) {
         lock(&self.state).subscribers.retain(|p| !dead.contains(p));
     }
@@ -114,25 +121,22 @@ pub(crate) struct Plan {
     pub(crate) auto_scan: bool,
 }
 
-/// Decrements [`RUNNING`] however the thread ends.
-struct Alive;
+/// Clears [`Hub::running`] however the thread ends.
+struct Exit(Arc<Hub>);
 
-impl Drop for Alive {
+impl Drop for Exit {
     fn drop(&mut self) {
-        // Relaxed: a statistic read by tests; nothing is published through it.
-        RUNNING.fetch_sub(1, Ordering::Relaxed);
+        // Release: pairs with the Acquire load in `running`.
+        self.0.running.store(false, Ordering::Release);
     }
 }
 
 /// Starts the thread.
 pub(crate) fn spawn(plan: Plan) -> std::io::Result<()> {
-    // Relaxed: a statistic (see `Alive`).
-    RUNNING.fetch_add(1, Ordering::Relaxed);
-    let alive = Alive;
     std::thread::Builder::new()
         .name("flushwatch-beam".into())
         .spawn(move || {
-            let _alive = alive;
+            let _exit = Exit(plan.hub.clone());
             run(plan);
         })
         .map(drop)

@@ -279,9 +279,20 @@ fn advance<'a>(env: Env<'a>, t: ResourceArc<TrackerRes>, ms: u64) -> Term<'a> {
     }
 }
 
-/// Live hub threads in this VM (each tracker has one until it is collected).
+/// A handle on a tracker's thread that does not keep the tracker alive (for tests of its
+/// collection).
+pub struct ProbeRes(std::sync::Arc<Hub>);
+
+#[rustler::resource_impl]
+impl Resource for ProbeRes {}
+
 #[rustler::nif]
-fn hub_threads() -> usize {
-    // Relaxed: a statistic.
-    hub::RUNNING.load(std::sync::atomic::Ordering::Relaxed)
+fn probe(t: ResourceArc<TrackerRes>) -> ResourceArc<ProbeRes> {
+    ResourceArc::new(ProbeRes(t.hub.clone()))
+}
+
+/// Whether the probed tracker's thread still runs.
+#[rustler::nif]
+fn probe_running(p: ResourceArc<ProbeRes>) -> bool {
+    p.0.running()
 }
