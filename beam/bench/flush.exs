@@ -88,6 +88,48 @@ defmodule Bench do
     IO.puts("RESULT nif_flushed_ns_1000_procs=#{fmt(nif1000)}")
     IO.puts("RESULT genserver_flushed_ns_1000_procs=#{fmt(gen1000)}")
     IO.puts("RESULT speedup_1000_procs=#{fmt(gen1000 / nif1000)}")
+    costs()
+  end
+
+  # What the other plain NIFs cost, and the writer's lock (median of 5 each).
+  defp costs do
+    {:ok, t} = Flushwatch.new(clock: :mock)
+    {:ok, w} = Flushwatch.register(t, "a")
+    {:ok, _} = Flushwatch.track(t, @sent, [w])
+    n = 100_000
+    defer = median(fn -> per_call(n, fn -> Flushwatch.defer(w) end) end)
+    IO.puts("RESULT nif_defer_ns=#{fmt(defer)}")
+
+    {locked, unlocked} =
+      Enum.at(
+        Enum.sort(for i <- 0..4, do: Flushwatch.Native.debug_lock_cost(w, 1 + i * 2 * n, n)),
+        2
+      )
+
+    IO.puts(
+      "RESULT writer_lock_ns=#{fmt(locked - unlocked)} (flushed in Rust: #{fmt(unlocked)} ns unlocked, #{fmt(locked)} ns locked)"
+    )
+
+    writers = for i <- 1..256, do: elem(Flushwatch.register(t, "s#{i}"), 1)
+    c = :atomics.new(1, [])
+    :atomics.put(c, 1, @sent)
+    next = fn -> :atomics.add_get(c, 1, 1) end
+    track1 = median(fn -> per_call(10_000, fn -> Flushwatch.track(t, next.(), [w]) end) end)
+    track256 = median(fn -> per_call(1_000, fn -> Flushwatch.track(t, next.(), writers) end) end)
+    IO.puts("RESULT nif_track_1_ns=#{fmt(track1)}")
+    IO.puts("RESULT nif_track_256_ns=#{fmt(track256)} (the largest plain-NIF track)")
+
+    IO.puts(
+      "RESULT nif_scan_257_shapes_ns=#{fmt(median(fn -> per_call(1_000, fn -> Flushwatch.scan(t) end) end))} (dirty)"
+    )
+
+    true = Flushwatch.evicted?(w) == false and length(writers) == 256
+  end
+
+  defp per_call(n, fun) do
+    t0 = System.monotonic_time(:nanosecond)
+    Enum.each(1..n, fn _ -> fun.() end)
+    (System.monotonic_time(:nanosecond) - t0) / n
   end
 
   defp fmt(x), do: :erlang.float_to_binary(x / 1, decimals: 1)

@@ -40,4 +40,5 @@ defmodule Flushwatch.Native do
   def writer_key(_w), do: nif()
   def writer_id(_w), do: nif()
   def debug_panic, do: nif()
+  def debug_lock_cost(_w, _from, _n), do: nif()
 end

@@ -115,3 +115,25 @@ fn writer_key<'a>(env: Env<'a>, w: ResourceArc<WriterRes>) -> Term<'a> {
 fn writer_id<'a>(env: Env<'a>, w: ResourceArc<WriterRes>) -> Term<'a> {
     ResourceArc::new(IdRes { id: w.id }).encode(env)
 }
+
+/// What the writer's lock costs: `n` reports taking the lock each time, then `n` reports
+/// under one lock; nanoseconds per report for each (`scripts/beam-bench`). Dirty: it loops.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn debug_lock_cost(w: ResourceArc<WriterRes>, from: u64, n: u64) -> (f64, f64) {
+    let per = |t: std::time::Instant| t.elapsed().as_nanos() as f64 / n.max(1) as f64;
+    let t = std::time::Instant::now();
+    for i in 0..n {
+        if let Some(w) = w.writer().as_ref() {
+            w.flushed(from + i);
+        }
+    }
+    let locked = per(t);
+    let guard = w.writer();
+    let t = std::time::Instant::now();
+    if let Some(w) = guard.as_ref() {
+        for i in 0..n {
+            w.flushed(from + n + i);
+        }
+    }
+    (locked, per(t))
+}
