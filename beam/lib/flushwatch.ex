@@ -241,18 +241,22 @@ defmodule Flushwatch do
           {:ok, %{tracked: non_neg_integer(), skipped: non_neg_integer(), previous: offset()}}
           | {:error, term()}
   def track(t, commit, shapes) when is_list(shapes) do
-    if small?(shapes, @small_track),
-      do: Native.track(res(t), commit, shapes),
-      else: Native.track_dirty(res(t), commit, shapes)
+    case size_class(shapes, @small_track) do
+      :small -> Native.track(res(t), commit, shapes)
+      :large -> Native.track_dirty(res(t), commit, shapes)
+    end
   end
 
   def track(_t, _commit, shapes),
     do: raise(ArgumentError, "shapes must be a list, got: #{inspect(shapes)}")
 
-  defp small?([], _), do: true
-  defp small?(_, 0), do: false
-  defp small?([_ | rest], n), do: small?(rest, n - 1)
-  defp small?(_improper, _), do: true
+  # Walks at most `n + 1` cells: whether the list is short enough for a plain NIF.
+  defp size_class([], _), do: :small
+  defp size_class(_, 0), do: :large
+  defp size_class([_ | rest], n), do: size_class(rest, n - 1)
+
+  defp size_class(tail, _),
+    do: raise(ArgumentError, "shapes must be a proper list, its tail is: #{inspect(tail)}")
 
   @doc """
   Reports that every transaction with commit position `<= position` tracked for this shape

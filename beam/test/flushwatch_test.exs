@@ -125,6 +125,7 @@ defmodule FlushwatchTest do
       assert_raise ArgumentError, fn -> Flushwatch.track(t, 0x1_0000_0000_0000_0000, [w]) end
       assert_raise ArgumentError, fn -> Flushwatch.track(t, 1, [w, :nope]) end
       assert_raise ArgumentError, fn -> Flushwatch.track(t, 1, :nope) end
+      assert_raise ArgumentError, fn -> Flushwatch.track(t, 1, [w | :nope]) end
       assert_raise ArgumentError, fn -> Flushwatch.flushed(w, -5) end
       assert_raise ArgumentError, fn -> Flushwatch.flushed(:not_a_writer, 5) end
       assert_raise ArgumentError, fn -> Flushwatch.flushed(t.resource, 5) end

@@ -170,7 +170,8 @@ fn track_any<'a>(
     commit: u64,
     shapes: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    let mut ids = Vec::new();
+    // The length check also rejects an improper list (the iterator would stop at its tail).
+    let mut ids = Vec::with_capacity(shapes.list_length()?);
     let mut unknown = Vec::new();
     for item in shapes.decode::<rustler::ListIterator>()? {
         resolve(t, item, &mut ids, &mut unknown)?;
