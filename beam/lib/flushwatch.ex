@@ -51,7 +51,9 @@ defmodule Flushwatch do
   ## Events
 
   `subscribe/2` sends every event to the subscribed processes as
-  `{:flushwatch, ref, event}`, where `ref` is `t.ref` (a reference made by `new/1`):
+  `{:flushwatch, ref, event}`, where `ref` is `ref(t)` (`t.ref`, a reference made by
+  `new/1`; the message cannot carry the tracker itself, or the tracker could never be
+  collected):
 
   | event | meaning |
   | --- | --- |
@@ -187,6 +189,25 @@ defmodule Flushwatch do
       {:error, _} = error -> error
     end
   end
+
+  @doc """
+  `new/1`, raising `ArgumentError` on an invalid configuration.
+
+      iex> t = Flushwatch.new!(clock: :mock)
+      iex> Flushwatch.last_seen(t)
+      0
+  """
+  @spec new!(keyword()) :: t()
+  def new!(opts \\ []) do
+    case new(opts) do
+      {:ok, t} -> t
+      {:error, reason} -> raise ArgumentError, "invalid tracker options: #{inspect(reason)}"
+    end
+  end
+
+  @doc "The reference that tags this tracker's messages: `{:flushwatch, ref, event}`."
+  @spec ref(t()) :: reference()
+  def ref(%__MODULE__{ref: ref}), do: ref
 
   defp integer!(opts, name, min, max) do
     case opts[name] do
