@@ -119,11 +119,40 @@ defmodule Bench do
     IO.puts("RESULT nif_track_1_ns=#{fmt(track1)}")
     IO.puts("RESULT nif_track_256_ns=#{fmt(track256)} (the largest plain-NIF track)")
 
-    IO.puts(
-      "RESULT nif_scan_257_shapes_ns=#{fmt(median(fn -> per_call(1_000, fn -> Flushwatch.scan(t) end) end))} (dirty)"
-    )
-
+    scan = fn -> median(fn -> per_call(1_000, fn -> Flushwatch.scan(t) end) end) end
+    IO.puts("RESULT nif_scan_257_shapes_ns=#{fmt(scan.())} (plain NIF, 257 pending)")
+    more = for i <- 257..1023, do: elem(Flushwatch.register(t, "s#{i}"), 1)
+    {:ok, _} = Flushwatch.track(t, next.(), more ++ writers ++ [w])
+    IO.puts("RESULT nif_scan_1024_shapes_ns=#{fmt(scan.())} (plain NIF, 1,024 pending)")
+    one_more = elem(Flushwatch.register(t, "s1024"), 1)
+    IO.puts("RESULT nif_scan_1025_shapes_ns=#{fmt(scan.())} (dirty, 1,024 pending)")
+    true = length(more) == 767 and not Flushwatch.evicted?(one_more)
     true = Flushwatch.evicted?(w) == false and length(writers) == 256
+    electric(true)
+    electric(false)
+  end
+
+  # The Electric adapter's flush notification, from its owner, 1,000 shapes pending; with a
+  # scan in every call (the default), and without (the tracker's thread scans).
+  defp electric(scan_every_call) do
+    e = Flushwatch.Electric.new(scan_every_call: scan_every_call)
+    handles = List.to_tuple(for i <- 1..1000, do: "s#{i}")
+    fragment = fn tx -> %{lsn: tx, last_log_offset: {tx, 10}, commit: %{}} end
+    e = Flushwatch.Electric.handle_txn_fragment(e, fragment.(1), Tuple.to_list(handles))
+    e = Flushwatch.Electric.handle_txn_fragment(e, fragment.(@sent), Tuple.to_list(handles))
+    n = 5_000
+
+    ns =
+      median(fn ->
+        per_call(n, fn ->
+          i = :rand.uniform(1000) - 1
+          Flushwatch.Electric.handle_flush_notification(e, elem(handles, i), {1, 10})
+        end)
+      end)
+
+    IO.puts(
+      "RESULT electric_flush_notification_ns=#{fmt(ns)} (scan_every_call: #{scan_every_call})"
+    )
   end
 
   defp per_call(n, fun) do

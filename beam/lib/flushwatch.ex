@@ -88,9 +88,9 @@ defmodule Flushwatch do
 
   ## Scheduling
 
-  Nothing here blocks a scheduler: `flushed/2`, `defer/1`, `register/2`, `remove/2` and
-  `track/3` with up to 256 shapes are plain NIFs doing bounded work; `scan/1` and larger
-  `track/3` calls run on dirty CPU schedulers. See `beam/README.md` for measured costs.
+  Nothing here blocks a scheduler: `flushed/2`, `defer/1`, `register/2`, `remove/2`,
+  `track/3` with up to 256 shapes and `scan/1` with up to 1,024 shapes registered are plain
+  NIFs doing bounded work; larger `track/3` and `scan/1` calls run on dirty CPU schedulers. See `beam/README.md` for measured costs.
   """
 
   alias Flushwatch.Native
@@ -346,13 +346,22 @@ defmodule Flushwatch do
   def stats(t), do: Native.stats(res(t))
 
   @doc """
-  One scan now (on a dirty scheduler): publishes the watermark, suspects and stalls. Returns
+  One scan now: publishes the watermark, suspects and stalls. With at most 1,024 shapes
+  registered it runs as a plain NIF (its work is bounded by the shapes), else on a dirty
+  scheduler. Returns
   `%{watermark:, last_seen:, pending:, registered:, suspected: [key], stalled: [key],
   lagging: [key], pinned_by: key | nil}` (the keys newly suspected, stalled, lagging in this
   scan). Its events reach subscribers through the tracker's thread.
   """
   @spec scan(t()) :: map()
-  def scan(t), do: Native.scan(res(t))
+  def scan(t) do
+    r = res(t)
+
+    case Native.scan_small(r) do
+      :large -> Native.scan(r)
+      report -> report
+    end
+  end
 
   @doc "Sends the tracker's events and watermark changes to `pid` (see \"Events\")."
   @spec subscribe(t(), pid()) :: :ok

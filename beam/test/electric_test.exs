@@ -234,6 +234,31 @@ defmodule Flushwatch.ElectricTest do
       assert acks() == [2]
     end
 
+    test "with scan_every_call: false the owner refreshes on the tracker's messages" do
+      parent = self()
+
+      tracker =
+        Electric.new(
+          notify_fn: &send(parent, {:ack, &1}),
+          scan_every_call: false,
+          scan_interval: 5
+        )
+
+      ref = Flushwatch.ref(Electric.tracker(tracker))
+      :ok = Flushwatch.subscribe(Electric.tracker(tracker))
+
+      tracker =
+        tracker
+        |> Electric.handle_txn_fragment(txn(1, 10), ["shape1"])
+        |> Electric.handle_flush_notification("shape1", {1, 10})
+
+      assert acks() == [], "no scan in the calls"
+      assert_receive {:flushwatch, ^ref, {:watermark, 1}}, 2_000
+      tracker = Electric.refresh(tracker)
+      assert acks() == [1]
+      assert Electric.empty?(tracker)
+    end
+
     test "a consumer may report straight to its writer, with no message" do
       parent = self()
       tracker = Electric.new(notify_fn: &send(parent, {:ack, &1}), clock: :mock)

@@ -15,9 +15,14 @@ defmodule Flushwatch.Electric do
   whose `:commit` is `nil` (or absent) is ignored, as in Electric. Flush offsets are
   `{tx_offset, op_offset}` tuples. Shape handles are binaries.
 
-  Each call does its work and then one `Flushwatch.scan/1` (a dirty NIF), so the
-  notification is exact and immediate. Options other than `:notify_fn` go to
-  `Flushwatch.new/1` (`:grace`, `:challenge`, `:start_at`, `:clock`, ...).
+  By default each call does its work and then one `Flushwatch.scan/1` (a dirty NIF), so the
+  notification is immediate, as Electric's: tens of microseconds per call on a loaded 2-vCPU
+  machine (`scripts/beam-bench`, `electric_*` lines), more than Electric's own map and tree
+  update. With `scan_every_call: false` the calls do not scan: the tracker's thread scans
+  every `:scan_interval`, and the owner subscribes (`Flushwatch.subscribe(tracker(state))`)
+  and calls `refresh/1` when a `{:flushwatch, _, {:watermark, _}}` message arrives. Options
+  other than `:notify_fn` and `:scan_every_call` go to `Flushwatch.new/1` (`:grace`,
+  `:challenge`, `:start_at`, `:clock`, ...).
 
   ## Where it differs from Electric, on purpose
 
@@ -41,27 +46,41 @@ defmodule Flushwatch.Electric do
       then learns of it at its next call or `refresh/1`.
   """
 
-  defstruct [:tracker, :notify_fn, :notified, pending: 0, writers: %{}, commits: nil]
+  defstruct [
+    :tracker,
+    :notify_fn,
+    :notified,
+    scan_every_call: true,
+    pending: 0,
+    writers: %{},
+    commits: nil
+  ]
 
   @type t :: %__MODULE__{}
   @type log_offset :: {non_neg_integer(), non_neg_integer()}
 
   @doc """
-  A tracker. `:notify_fn` (arity 1) receives each new acknowledgeable LSN; other options go
-  to `Flushwatch.new/1`. Raises `ArgumentError` on an invalid option.
+  A tracker. `:notify_fn` (arity 1) receives each new acknowledgeable LSN;
+  `:scan_every_call` (true) says whether each call scans (see above); other options go to
+  `Flushwatch.new/1`. Raises `ArgumentError` on an invalid option.
   """
   @spec new(keyword()) :: t()
   def new(opts \\ []) do
     {notify_fn, opts} = Keyword.pop(opts, :notify_fn, fn _lsn -> :ok end)
+    {scan_every_call, opts} = Keyword.pop(opts, :scan_every_call, true)
 
     unless is_function(notify_fn, 1),
       do: raise(ArgumentError, "notify_fn must be a function of arity 1")
+
+    unless is_boolean(scan_every_call),
+      do: raise(ArgumentError, "scan_every_call must be a boolean")
 
     case Flushwatch.new(opts) do
       {:ok, t} ->
         %__MODULE__{
           tracker: t,
           notify_fn: notify_fn,
+          scan_every_call: scan_every_call,
           notified: Flushwatch.watermark(t),
           commits: :gb_trees.empty()
         }
@@ -79,7 +98,7 @@ defmodule Flushwatch.Electric do
   @spec writer(t(), binary()) :: Flushwatch.writer() | nil
   def writer(%__MODULE__{writers: w}, handle), do: Map.get(w, handle)
 
-  @doc "Whether no shape has unflushed commits (as of this tracker's last call)."
+  @doc "Whether no shape has unflushed commits (as of the last scan of this tracker's calls or `refresh/1`)."
   @spec empty?(t()) :: boolean()
   def empty?(%__MODULE__{pending: pending}), do: pending == 0
 
@@ -112,7 +131,7 @@ defmodule Flushwatch.Electric do
     case Flushwatch.track(state.tracker, tx, shapes) do
       {:ok, %{previous: previous}} ->
         commits = :gb_trees.enter(tx, {op, previous}, state.commits)
-        refresh(%{state | writers: writers, commits: commits})
+        after_call(%{state | writers: writers, commits: commits})
 
       {:error, reason} ->
         raise ArgumentError, "transaction #{tx} not tracked: #{inspect(reason)}"
@@ -151,7 +170,7 @@ defmodule Flushwatch.Electric do
           position -> :ok = Flushwatch.flushed(w, position)
         end
 
-        refresh(state)
+        after_call(state)
 
       _ ->
         state
@@ -187,12 +206,16 @@ defmodule Flushwatch.Electric do
   @spec handle_shape_removed(t(), binary()) :: t()
   def handle_shape_removed(%__MODULE__{} = state, handle) do
     Flushwatch.remove(state.tracker, handle)
-    refresh(%{state | writers: Map.delete(state.writers, handle)})
+    after_call(%{state | writers: Map.delete(state.writers, handle)})
   end
+
+  defp after_call(%__MODULE__{scan_every_call: true} = state), do: refresh(state)
+  defp after_call(state), do: state
 
   @doc """
   Scans and calls `notify_fn` if the acknowledgeable position moved (after an eviction, or
-  flushes reported straight to writers). Every other call here ends with it.
+  flushes reported straight to writers). With `scan_every_call: true` (the default) every
+  other call here ends with it.
   """
   @spec refresh(t()) :: t()
   def refresh(%__MODULE__{} = state) do

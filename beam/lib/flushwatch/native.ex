@@ -26,6 +26,7 @@ defmodule Flushwatch.Native do
   def pinned_by(_t), do: nif()
   def stats(_t), do: nif()
   def scan(_t), do: nif()
+  def scan_small(_t), do: nif()
   def subscribe(_t, _pid), do: nif()
   def unsubscribe(_t, _pid), do: nif()
   def take_events(_t), do: nif()

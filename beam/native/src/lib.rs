@@ -32,7 +32,7 @@ mod atoms {
         writer_down, panicked, dropped_pending, scan_panicked,
         duplicate_shape, offset_regression, zero_commit, invalid_config, zero_scan_interval,
         zero_event_capacity, scanner_running, thread_spawn, no_mock_clock,
-        evict, report,
+        evict, report, large,
     }
 }
 

@@ -238,12 +238,32 @@ fn stats<'a>(env: Env<'a>, t: ResourceArc<TrackerRes>) -> Term<'a> {
     term::stats(env, &t.tracker.stats())
 }
 
-/// One scan now, on a dirty CPU scheduler; the hub then delivers what it produced.
-#[rustler::nif(schedule = "DirtyCpu")]
-fn scan<'a>(env: Env<'a>, t: ResourceArc<TrackerRes>) -> Term<'a> {
+/// Registered shapes up to which `scan_small` scans on a normal scheduler: a scan's work is
+/// bounded by the registered shapes (`scripts/beam-bench`, `nif_scan_1024_shapes_ns`).
+const SMALL_SCAN: usize = 1024;
+
+fn scan_now<'a>(env: Env<'a>, t: &TrackerRes) -> Term<'a> {
     let report = t.tracker.scan();
     t.hub.poke();
     term::report(env, &report)
+}
+
+/// One scan now, on a dirty CPU scheduler; the hub then delivers what it produced.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn scan<'a>(env: Env<'a>, t: ResourceArc<TrackerRes>) -> Term<'a> {
+    scan_now(env, &t)
+}
+
+/// One scan now on this (normal) scheduler when at most `SMALL_SCAN` shapes are registered,
+/// else `:large` (the caller then uses `scan`): a dirty call's round trip costs more than a
+/// small scan.
+#[rustler::nif]
+fn scan_small<'a>(env: Env<'a>, t: ResourceArc<TrackerRes>) -> Term<'a> {
+    if t.tracker.stats().registered <= SMALL_SCAN {
+        scan_now(env, &t)
+    } else {
+        atoms::large().encode(env)
+    }
 }
 
 #[rustler::nif]

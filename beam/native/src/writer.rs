@@ -116,24 +116,33 @@ fn writer_id<'a>(env: Env<'a>, w: ResourceArc<WriterRes>) -> Term<'a> {
     ResourceArc::new(IdRes { id: w.id }).encode(env)
 }
 
-/// What the writer's lock costs: `n` reports taking the lock each time, then `n` reports
-/// under one lock; nanoseconds per report for each (`scripts/beam-bench`). Dirty: it loops.
+/// What the writer's lock costs: reports taking the lock each time, and reports under one
+/// lock, alternating in batches of 1,000 (so drift and preemption hit both alike);
+/// nanoseconds per report for each (`scripts/beam-bench`). Dirty: it loops.
 #[rustler::nif(schedule = "DirtyCpu")]
 fn debug_lock_cost(w: ResourceArc<WriterRes>, from: u64, n: u64) -> (f64, f64) {
-    let per = |t: std::time::Instant| t.elapsed().as_nanos() as f64 / n.max(1) as f64;
-    let t = std::time::Instant::now();
-    for i in 0..n {
-        if let Some(w) = w.writer().as_ref() {
-            w.flushed(from + i);
+    const BATCH: u64 = 1_000;
+    let (mut locked, mut unlocked) = (0u128, 0u128);
+    let mut position = from;
+    for _ in 0..n.div_ceil(BATCH) {
+        let t = std::time::Instant::now();
+        for _ in 0..BATCH {
+            position += 1;
+            if let Some(w) = w.writer().as_ref() {
+                w.flushed(position);
+            }
         }
-    }
-    let locked = per(t);
-    let guard = w.writer();
-    let t = std::time::Instant::now();
-    if let Some(w) = guard.as_ref() {
-        for i in 0..n {
-            w.flushed(from + n + i);
+        locked += t.elapsed().as_nanos();
+        let guard = w.writer();
+        let t = std::time::Instant::now();
+        if let Some(w) = guard.as_ref() {
+            for _ in 0..BATCH {
+                position += 1;
+                w.flushed(position);
+            }
         }
+        unlocked += t.elapsed().as_nanos();
     }
-    (locked, per(t))
+    let reports = (n.div_ceil(BATCH) * BATCH).max(1) as f64;
+    (locked as f64 / reports, unlocked as f64 / reports)
 }
