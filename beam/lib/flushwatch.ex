@@ -64,7 +64,9 @@ defmodule Flushwatch do
   | `{:lagging, key, lag}` | progressing but falling behind (informational) |
   | `{:scan_panicked, message}` | a scan failed; detection impaired (informational) |
 
-  The events form one queue. While no process is subscribed they stay queued (up to
+  Messages leave after each scan (the thread's, or a `scan/1` call), and at the latest every
+  `:scan_interval` (a `:writer_down` needs no scan). The events form one queue. While no
+  process is subscribed they stay queued (up to
   `:event_capacity` informational events; action events are never dropped) and
   `events/1` takes them; once a process subscribes the tracker's thread delivers them. An
   event is delivered to every subscriber alive at the time.
