@@ -7,7 +7,7 @@ use std::time::Duration;
 use flushwatch::Config;
 
 /// Moves the mock clock of one tracker.
-pub(crate) struct MockHandle(Arc<flushwatch::quanta::Mock>);
+pub(crate) struct MockHandle(Arc<flushwatch::MockClock>);
 
 impl MockHandle {
     /// Moves the clock forward.
@@ -18,6 +18,6 @@ impl MockHandle {
 
 /// `config` with a fresh mock clock, and the handle that moves it.
 pub(crate) fn with_mock(config: Config) -> (Config, MockHandle) {
-    let (clock, mock) = flushwatch::quanta::Clock::mock();
+    let (clock, mock) = flushwatch::Clock::mock();
     (config.clock(clock), MockHandle(mock))
 }

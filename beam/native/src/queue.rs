@@ -10,7 +10,7 @@ use crate::term::{bin, millis};
 use crate::Key;
 
 /// A receiver of the tracker's one event queue.
-pub(crate) type Queue = flushwatch::crossbeam_channel::Receiver<Event<Key>>;
+pub(crate) type Queue = flushwatch::Events<Key>;
 
 /// The tracker's event queue.
 pub(crate) fn of(tracker: &flushwatch::FlushTracker<Key>) -> Queue {
