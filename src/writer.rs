@@ -30,9 +30,10 @@ use crate::{DownCause, Event, Offset, ShapeId};
 /// at once, the lower of two racing reports could land last and lower the shape's reported
 /// position, which the scan assumes only grows. Making the store monotonic under sharing
 /// (`fetch_max`, a compare-and-swap loop on x86) would put a locked read-modify-write on every
-/// flush of every consumer to serve a sharing no consumer needs; a consumer that fans its work
-/// out to several threads reports through the one that knows what is durable (or hands the
-/// writer over: it is `Send`).
+/// flush of every consumer, measured at 1.1-2.3x the plain-store path (`benches/flush.rs`,
+/// `floor_shared` against `floor_checked`; `BENCHMARKS.md`), to serve a sharing no consumer
+/// needs. A consumer that fans its work out to several threads reports through the one that
+/// knows what is durable (or hands the writer over: it is `Send`).
 ///
 /// Sharing one writer between threads does not compile:
 ///
