@@ -5,14 +5,16 @@
 //! so nothing is raised), and the reported positions come from one counter that increases by one
 //! per call, so each report is above the shape's flushed position and below what was sent.
 //!
-//! Three floors, none of them a correct tracker: `floor` is two `Release` stores to a 64-byte
-//! aligned slot in a contiguous vector plus a `Relaxed` read of a coarse tick (the floor the
-//! targets are stated against); `floor_checked` adds the two loads a correct flush cannot skip
-//! (clamp to `sent`, progress check), so its slot line is read before it is written;
-//! `floor_handle` is `floor_checked` behind a handle exactly as large as a `Writer<u64>` (an
-//! `Arc` to the slot plus padding), so with a random writer per call it pays the same handle
-//! cache misses as `flushwatch` does in this bench. The gap between `floor_handle` and
-//! `flushwatch` is what the core's own flush path costs.
+//! Four floors, none of them a correct tracker: `floor` is two `Release` stores to a 64-byte
+//! aligned slot in a contiguous vector plus a `Relaxed` read of a coarse tick (the floor
+//! the targets are stated against); `floor_checked` adds the two loads a correct flush cannot skip (clamp to `sent`,
+//! progress check), so its slot line is read before it is written; `floor_shared` is
+//! `floor_checked` with a `fetch_max` in place of the position's store (what a `Writer` shared
+//! between threads would need to stay monotonic; `Writer` is not `Sync`); `floor_handle` is
+//! `floor_checked` behind a handle exactly as large as a `Writer<u64>` (an `Arc` to the slot
+//! plus padding), so with a random writer per call it pays the same handle cache misses as
+//! `flushwatch` does in this bench. The gap between `floor_handle` and `flushwatch` is what the
+//! core's own flush path costs.
 //!
 //! With 1 shape the bench holds the writer, as a consumer does. With 1k and 100k shapes each call
 //! picks a random writer from a `Vec` (xorshift + multiply-shift, ~1 ns); every design pays the
@@ -149,6 +151,21 @@ fn bench_flush(c: &mut Criterion) {
                 b.iter(|| {
                     let (i, pos) = ops.next(n);
                     slots[i].flushed_checked(pos);
+                })
+            });
+            if ops.pos > 0 {
+                assert!(slots.iter().any(|s| s.position() > 0), "the floor stored");
+            }
+        }
+        {
+            // The checked floor made monotonic under sharing (`fetch_max`): what a `Sync`
+            // writer would pay (`Writer` is not `Sync`, so it pays `floor_checked`).
+            let slots: Vec<FloorSlot> = (0..n).map(|_| FloorSlot::with_sent(BIG)).collect();
+            let mut ops = Ops::new(0x9e37_79b9_7f4a_7c15);
+            g.bench_function(BenchmarkId::new("floor_shared", n), |b| {
+                b.iter(|| {
+                    let (i, pos) = ops.next(n);
+                    slots[i].flushed_shared(pos);
                 })
             });
             if ops.pos > 0 {

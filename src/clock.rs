@@ -242,6 +242,16 @@ impl Ticker {
         }
     }
 
+    /// The tick a shape becomes pending at (`track`, not the hot path): [`Ticker::recent`],
+    /// or the exact clock while no scan has published a tick, so that before the first scan
+    /// a shape's idle time counts from when it became pending, not from the tracker's creation.
+    pub(crate) fn pending_tick(&self) -> u64 {
+        match self.recent() {
+            0 => self.now(),
+            recent => recent,
+        }
+    }
+
     /// Publishes `tick` for `recent` (the scanner calls it at the start of every scan).
     pub(crate) fn publish(&self, tick: u64) {
         // Relaxed: a lone timestamp; `fetch_max` keeps it monotone if scans ever race.
@@ -289,5 +299,16 @@ mod tests {
         assert_eq!(t.recent(), 42);
         t.publish(41);
         assert_eq!(t.recent(), 42, "publication never goes back");
+    }
+
+    #[test]
+    fn a_coarse_pending_tick_is_exact_only_before_the_first_scan() {
+        let (clock, mock) = Clock::mock();
+        let t = Ticker::new(clock, true);
+        mock.increment(Duration::from_nanos(800));
+        assert_eq!((t.recent(), t.pending_tick()), (0, 800));
+        t.publish(700);
+        mock.increment(Duration::from_nanos(50));
+        assert_eq!(t.pending_tick(), 700, "the published tick once a scan ran");
     }
 }

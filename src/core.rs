@@ -91,6 +91,21 @@ impl<K> Shared<K> {
         (slot.generation() == id.gen && slot::is_live(slot.state_hint())).then_some(slot)
     }
 
+    /// Whether `id` names a live shape: what `status` and `register` agree on. Once a shape
+    /// is ending (removed, evicted, its writer dropped) this is false, before its key leaves
+    /// the registry, and it never turns true again. Takes the page list's read lock.
+    pub(crate) fn is_live(&self, id: ShapeId) -> bool {
+        self.slab
+            .with_slot(id.index, |slot| {
+                let state = slot.state();
+                // The full generation too: a slot reassigned since reads a newer one.
+                slot::is_live(state)
+                    && slot::gen32(state) == id.gen as u32
+                    && slot.generation() == id.gen
+            })
+            .unwrap_or(false)
+    }
+
     pub(crate) fn track_ids(
         &self,
         commit: Offset,
@@ -131,7 +146,7 @@ impl<K> Shared<K> {
             // A caught-up shape is raised to `previous`: it was durable for everything sent
             // before, and the commits in between did not touch it.
             if !slot.record(commit, previous, || {
-                *now.get_or_insert_with(|| self.ticker.recent())
+                *now.get_or_insert_with(|| self.ticker.pending_tick())
             }) {
                 continue; // named twice in this call
             }

@@ -104,7 +104,8 @@
 //! every flush would cost ~10 ns, several times the rest of the hot path, and a background
 //! clock-updating thread is not a library's to own). Such a tick is only a *lower* bound of
 //! the progress time, so the scan never judges idleness by it: it remembers, per pending shape,
-//! the flushed position and the `defer` counter it saw, and a change first seen by a scan is
+//! the flushed position and the state word it saw (every `defer` sets a bit there that the
+//! scan clears, so no number of defers can go unseen), and a change first seen by a scan is
 //! dated by the *end* of that scan, an upper bound of the progress time. A shape is therefore
 //! never judged idle for longer than it was; the price is the resolution `r`, the time between
 //! two scans (one `scan_interval` with the background scanner), by which detection can come

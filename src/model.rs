@@ -95,8 +95,13 @@ impl<K> Shape<K> {
     fn pending(&self) -> bool {
         self.flushed < self.sent
     }
+    /// Where the stall timer starts: the last progress or the last re-arm.
     fn progress_tick(&self) -> u64 {
-        self.tick.max(self.since).max(self.rearm)
+        self.last_progress().max(self.rearm)
+    }
+    /// The last progress (became pending, moved, deferred): what `idle` counts from.
+    fn last_progress(&self) -> u64 {
+        self.tick.max(self.since)
     }
     fn reset_lag(&mut self) {
         self.lag_run = 0;
@@ -314,8 +319,10 @@ impl<K: Hash + Eq + Clone> Model<K> {
                 s.reset_lag();
                 continue;
             }
-            let idle = now.saturating_sub(s.progress_tick());
-            let overdue = idle > c.grace;
+            // Events report the time since the last progress; a re-arm restarts only the
+            // stall timer.
+            let idle = now.saturating_sub(s.last_progress());
+            let overdue = now.saturating_sub(s.progress_tick()) > c.grace;
             match s.suspected_at {
                 Some(at) if overdue && now.saturating_sub(at) > c.challenge => {
                     let evict = c.policy == StallPolicy::Evict;
@@ -425,7 +432,7 @@ impl<K: Hash + Eq + Clone> Model<K> {
             flushed: s.flushed,
             pending,
             idle: Duration::from_nanos(if pending {
-                now.saturating_sub(s.progress_tick())
+                now.saturating_sub(s.last_progress())
             } else {
                 0
             }),

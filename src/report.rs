@@ -133,7 +133,8 @@ pub enum Event<K> {
     Suspected {
         /// The shape.
         key: K,
-        /// Time since its last progress (at the tick resolution).
+        /// Time since its last progress (at the tick resolution; as
+        /// [`ShapeStatus::idle`]: a re-arm does not reset it).
         idle: Duration,
     },
     /// A suspected shape did not answer within `challenge`. Under `StallPolicy::Evict` it no
@@ -142,7 +143,8 @@ pub enum Event<K> {
     Stalled {
         /// The shape.
         key: K,
-        /// Time since its last progress (at the tick resolution).
+        /// Time since its last progress (at the tick resolution; as
+        /// [`ShapeStatus::idle`]: a re-arm does not reset it).
         idle: Duration,
         /// Its flushed position when it stalled.
         flushed: Offset,
@@ -238,11 +240,14 @@ pub struct ShapeStatus<K> {
     pub flushed: Offset,
     /// Whether `flushed < sent`.
     pub pending: bool,
-    /// Time since its last progress; zero when not pending. Exact on a mock clock. On a real
-    /// clock it is measured from the stored tick, the one the scanner published before the
-    /// progress, so it can overstate the idle time by up to the time between two scans; stall
-    /// decisions never use it (they judge by an upper bound of the progress time, see the
-    /// crate docs, "Ticks").
+    /// Time since its last progress (it became pending, its position moved, or it deferred);
+    /// zero when not pending. Exact on a mock clock. On a real clock it is measured from the
+    /// stored tick, the one the scanner published before the progress, so it can overstate
+    /// the idle time by up to the time since the previous scan plus the tick resolution;
+    /// before the first scan it counts from when the shape became pending (read exactly), not
+    /// from the tracker's creation. A stall re-armed under `StallPolicy::Report` does not reset
+    /// it: a shape wedged for 30 s reports about 30 s. Stall decisions never use it (they
+    /// judge by an upper bound of the progress time, see the crate docs, "Ticks").
     pub idle: Duration,
     /// Whether it is suspected and has not answered.
     pub suspected: bool,

@@ -14,19 +14,21 @@
 //! | `since` | producer | when the shape becomes pending | scanner |
 //! | `reported` | the shape's `Writer` | each report that is progress | scanner, producer |
 //! | `tick` | the shape's `Writer` | with each progress and each `defer` | scanner |
-//! | `rearm` | scanner | when a stall fires under `StallPolicy::Report` | scanner, `status` |
+//! | `rearm` | scanner | when a stall fires under `StallPolicy::Report` | scanner |
 //! | `gen` | register (under the producer lock) | when the slot is given to a new shape | `track` (id check, under the lock), the slot's `Writer` (`id()`) |
 //!
 //! Every operation on a slot is a method below, the one place its orderings are written:
 //! [`Slot::init`] (register), [`Slot::record`] (track: send and raise), [`Slot::report`] and
 //! [`Slot::defer`] (the writer), [`Slot::snapshot`] / [`Slot::positions`] /
-//! [`Slot::progress_tick`] (readers), [`Slot::cas`] and [`Slot::set_rearm`] (the scanner's
+//! [`Slot::progress_tick`] (readers), [`Slot::cas`], [`Slot::clear_deferred`] and [`Slot::set_rearm`] (the scanner's
 //! suspect / answer / stall / evict), [`Slot::end`] and [`Slot::free`] (the ends of a
 //! shape). No other file touches a slot's atomics.
 //!
 //! The shape's flushed position is `max(reported, floor)`: the writer and the producer never
-//! write the same word, so neither can lose the other's update. Its progress tick is
-//! `max(tick, since, rearm)`.
+//! write the same word, so neither can lose the other's update. Its last progress is
+//! `max(tick, since)` (what `idle` reports), and its stall timer starts at
+//! `max(tick, since, rearm)`: a re-arm restarts the stall machine without pretending the shape
+//! progressed.
 //!
 //! Publication order (the pairs every ordering comment refers to):
 //! - `track` stores `floor` and `since` (`Relaxed`), then `sent` (`Release`), and after all
@@ -81,9 +83,18 @@ pub(crate) type Slots = [Slot; PAGE];
 //
 // bits 0..4   phase
 // bit  4      SUSPECTED (only with LIVE)
+// bit  5      DEFERRED: set by every `defer`, cleared by the scan that sees it (see below)
 // bits 8..32  counter: bumped by `defer` and by clearing a suspicion, so that a CAS by the
 //             scanner that expected the word it saw at suspicion fails if anything answered
 // bits 32..64 low 32 bits of the slot's generation
+//
+// The counter wraps after 2^24 bumps, so it alone cannot prove that a word the scan saw
+// before is unchanged: exactly 2^24 defers between two looks would leave the word as it was,
+// and a shape that deferred a moment ago would be suspected. DEFERRED closes that: the scan
+// clears it (a compare-and-swap loop, [`Slot::clear_deferred`]) before it decides anything
+// from the word, so every defer after that sets a bit the scan's word lacks. The scan's later
+// compare-and-swaps (suspect, stall, re-arm) from that word then fail however many defers
+// came, and the next scan sees the bit: no wrap can hide a defer.
 
 /// Mask of the phase bits.
 pub(crate) const PHASE: u64 = 0xF;
@@ -101,6 +112,8 @@ pub(crate) const REMOVED: u64 = 3;
 pub(crate) const ENDING: u64 = 4;
 /// Suspected by the scanner and not answered yet.
 pub(crate) const SUSPECTED: u64 = 0x10;
+/// A `defer` since the scan last cleared the bit (see the state word's layout above).
+pub(crate) const DEFERRED: u64 = 0x20;
 const COUNTER_SHIFT: u32 = 8;
 const COUNTER_MASK: u64 = 0xFF_FFFF << COUNTER_SHIFT;
 
@@ -240,16 +253,25 @@ impl Slot {
         (flushed, sent)
     }
 
-    /// The shape's progress tick: `max(tick, since, rearm)`. Call after [`Slot::positions`].
+    /// Where the shape's stall timer starts: `max(tick, since, rearm)`, its last progress or
+    /// the last re-arm. Call after [`Slot::positions`].
     #[inline]
     pub(crate) fn progress_tick(&self) -> u64 {
+        // Relaxed: written only by the scanner, which is the only reader.
+        let rearm = self.rearm.load(Ordering::Relaxed);
+        self.last_progress().max(rearm)
+    }
+
+    /// The shape's last progress: `max(tick, since)` (it became pending, its position moved,
+    /// or it deferred), what `idle` is measured from. A re-arm is not progress. Call after
+    /// [`Slot::positions`].
+    #[inline]
+    pub(crate) fn last_progress(&self) -> u64 {
         // Relaxed: published by the `reported` load in `positions`.
         let tick = self.tick.load(Ordering::Relaxed);
         // Relaxed: published by the `sent` load in `positions`.
         let since = self.since.load(Ordering::Relaxed);
-        // Relaxed: written only by the scanner; read here by the scanner or for `status`.
-        let rearm = self.rearm.load(Ordering::Relaxed);
-        tick.max(since).max(rearm)
+        tick.max(since)
     }
 
     /// The shape's status (`state` already loaded and checked live) at tick `now`.
@@ -257,7 +279,7 @@ impl Slot {
         let (flushed, sent) = self.positions();
         let pending = flushed < sent;
         let idle = if pending {
-            now.saturating_sub(self.progress_tick())
+            now.saturating_sub(self.last_progress())
         } else {
             0
         };
@@ -371,11 +393,18 @@ impl Slot {
             });
     }
 
-    /// "Alive, deliberately not flushing yet": a fresh tick, and the challenge answered.
+    /// "Alive, deliberately not flushing yet": a fresh tick, the challenge answered, and
+    /// `DEFERRED` set, which the scan's words lack (see the state word's layout).
     pub(crate) fn defer(&self, now: u64) {
-        // Relaxed: published by the AcqRel update of `state` in `answer`.
+        // Relaxed: published by the AcqRel update of `state` below.
         self.tick.store(now, Ordering::Relaxed);
-        self.answer();
+        // AcqRel: pairs with the scanner's CASes on `state` and with its `clear_deferred`,
+        // whose Acquire makes the tick above visible to the scan that sees the bit.
+        let _ = self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |s| {
+                is_live(s).then(|| answered(s) | DEFERRED)
+            });
     }
 
     /// Frees the slot (the writer's drop, producer lock held) and returns the word it had: if
@@ -397,11 +426,27 @@ impl Slot {
             .is_ok()
     }
 
+    /// Clears `DEFERRED` from the live word of the shape the scan saw as `sw` (which has it),
+    /// retrying while the writer changes the word. Returns the word as cleared, the scan's
+    /// new view of the state; `None` if the shape is no longer live.
+    pub(crate) fn clear_deferred(&self, sw: u64) -> Option<u64> {
+        let gen = gen32(sw);
+        // AcqRel: pairs with the writer's `defer` (its tick is visible after this) and with
+        // every other CAS of `state`.
+        match self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                (is_live(s) && gen32(s) == gen).then_some(s & !DEFERRED)
+            }) {
+            Ok(s) => Some(s & !DEFERRED),
+            Err(_) => None,
+        }
+    }
+
     /// Re-arms a stall under `StallPolicy::Report` at tick `t`: the stall machine starts
     /// over from `t`. Published by the CAS that follows it.
     pub(crate) fn set_rearm(&self, t: u64) {
-        // Relaxed: read only by scans (under the scan lock) and `status`; published to them
-        // by the scanner's CAS of `state` that follows.
+        // Relaxed: read only by scans, under the scan lock.
         self.rearm.store(t, Ordering::Relaxed);
     }
 

@@ -188,9 +188,16 @@ impl<K: ShapeKey> FlushTracker<K> {
     /// ```
     pub fn register(&self, key: K) -> Result<Writer<K>, Error> {
         let shared = self.shared();
-        if shared.registry.contains_key(&key) {
-            return Err(Error::DuplicateShape);
-        }
+        // The key's current id, if any (the map's guard is gone before the slot is read: no
+        // lock is taken under a shard lock). A shape that has ended (it is being removed,
+        // evicted or dropped on another thread, which unregisters it a moment later, by id)
+        // leaves its key free: the end is already observable (`status` says `None`), so
+        // `register` must not fail. An id, once ended, never lives again.
+        let existing = shared.registry.get(&key).map(|r| *r.value());
+        let ended = match existing {
+            Some(id) if shared.is_live(id) => return Err(Error::DuplicateShape),
+            ended => ended,
+        };
         // Every user callback that can panic (`Clone`) runs before any state changes; `Hash`
         // and `Eq` run in the map calls, each at a point where a panic leaves nothing behind
         // (the writer below already owns the slot, and its drop gives it back).
@@ -210,8 +217,15 @@ impl<K: ShapeKey> FlushTracker<K> {
             // Until the key is in the map, a drop (a lost race, or a panic in the map call)
             // gives the slot back quietly.
             retired: true,
+            not_sync: std::marker::PhantomData,
         };
+        // Still mapped to the ended shape: replace it (the ending thread unregisters by id, so
+        // it leaves this entry alone). Mapped to any other id: a concurrent `register` won.
         let inserted = match shared.registry.entry(map_key) {
+            dashmap::Entry::Occupied(mut o) if ended == Some(*o.get()) => {
+                o.insert(id);
+                true
+            }
             dashmap::Entry::Occupied(_) => false,
             dashmap::Entry::Vacant(v) => {
                 v.insert(id);

@@ -12,7 +12,9 @@
 //!   concurrent `track` is either counted in the drop's verdict or skips the freed id; it
 //!   releases the lock before any map call (the user's `Hash`/`Eq`) or event.
 
+use std::cell::Cell;
 use std::fmt;
+use std::marker::PhantomData;
 
 use crate::core::Shared;
 use crate::slot::{self, Slot, Slots};
@@ -21,11 +23,30 @@ use crate::{DownCause, Event, Offset, ShapeId};
 
 /// A consumer's end of one shape: it reports what is durable.
 ///
-/// `Writer` is `Send + Sync`. It is meant to be owned by one consumer (moved into its thread or
-/// task), which is what lets the hot path use plain stores instead of read-modify-writes. Calls
-/// from several threads at once are still safe: two racing reports may leave the shape at the
-/// lower of the two (a conservative, true claim) until the next report; the watermark never
-/// goes back and never passes what is durable.
+/// `Writer` is `Send` but not `Sync`: it is owned by one consumer (moved into its thread or
+/// task), and only that owner reports through it. This is what lets the hot path use plain
+/// stores (a load, a compare, and two stores to the shape's own cache line) instead of a
+/// read-modify-write: if two threads could call [`flushed`](Writer::flushed) on one writer
+/// at once, the lower of two racing reports could land last and lower the shape's reported
+/// position, which the scan assumes only grows. Making the store monotonic under sharing
+/// (`fetch_max`, a compare-and-swap loop on x86) would put a locked read-modify-write on every
+/// flush of every consumer, measured at 1.1-2.3x the plain-store path (`benches/flush.rs`,
+/// `floor_shared` against `floor_checked`; `BENCHMARKS.md`), to serve a sharing no consumer
+/// needs. A consumer that fans its work out to several threads reports through the one that
+/// knows what is durable (or hands the writer over: it is `Send`).
+///
+/// Sharing one writer between threads does not compile:
+///
+/// ```compile_fail,E0277
+/// use flushwatch::{Config, FlushTracker};
+/// let tracker = FlushTracker::new(Config::default()).unwrap();
+/// let writer = tracker.register("orders").unwrap();
+/// tracker.track(2, &[writer.id()]).unwrap();
+/// std::thread::scope(|s| {
+///     s.spawn(|| writer.flushed(2));
+///     s.spawn(|| writer.flushed(1));
+/// });
+/// ```
 ///
 /// Dropping a writer ends its shape: quietly when it was caught up, with
 /// [`Event::WriterDown`] when it was pending ([`DownCause::DroppedPending`]) or its thread was
@@ -83,6 +104,8 @@ pub struct Writer<K> {
     pub(crate) key: K,
     /// Set by `retire` (and by `register`'s rollback): the drop ends the shape quietly.
     pub(crate) retired: bool,
+    /// Not `Sync` (see the type's docs): one owner reports, so plain stores stay monotonic.
+    pub(crate) not_sync: PhantomData<Cell<()>>,
 }
 
 impl<K: fmt::Debug> fmt::Debug for Writer<K> {

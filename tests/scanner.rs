@@ -48,7 +48,7 @@ fn a_wedged_writer_is_stalled_within_the_bound_and_the_healthy_one_never_suspect
     let stop = Arc::new(AtomicBool::new(false));
     let _scanner = tracker.spawn_scanner().unwrap();
 
-    std::thread::scope(|s| {
+    let healthy = std::thread::scope(|s| {
         // Producer: a commit for both shapes every 2 ms.
         s.spawn(|| {
             let mut c = 0;
@@ -61,17 +61,21 @@ fn a_wedged_writer_is_stalled_within_the_bound_and_the_healthy_one_never_suspect
                 std::thread::sleep(Duration::from_millis(2));
             }
         });
-        // Healthy consumer: reports everything received, every 5 ms.
-        s.spawn(|| {
+        // Healthy consumer: reports everything received, every 5 ms. Each consumer owns its
+        // writer (a `Writer` is not `Sync`) and hands it back when done.
+        let healthy = s.spawn(|| {
+            let healthy = healthy;
             // Relaxed: a test stop flag.
             while !stop.load(Ordering::Relaxed) {
                 // Acquire: pairs with the producer's Release store.
                 healthy.flushed(commit.load(Ordering::Acquire));
                 std::thread::sleep(Duration::from_millis(5));
             }
+            healthy
         });
         // Wedged consumer: healthy for 100 ms, then stuck.
         let last_progress = s.spawn(|| {
+            let wedged = wedged;
             let until = Instant::now() + Duration::from_millis(100);
             let mut last = Instant::now();
             while Instant::now() < until {
@@ -80,9 +84,9 @@ fn a_wedged_writer_is_stalled_within_the_bound_and_the_healthy_one_never_suspect
                 last = Instant::now();
                 std::thread::sleep(Duration::from_millis(5));
             }
-            last
+            (last, wedged)
         });
-        let last = last_progress.join().unwrap();
+        let (last, wedged) = last_progress.join().unwrap();
         let deadline = last + bound + Duration::from_secs(5);
         let mut stalled_at = None;
         let mut suspected = Vec::new();
@@ -122,6 +126,7 @@ fn a_wedged_writer_is_stalled_within_the_bound_and_the_healthy_one_never_suspect
         );
         // Relaxed: a test stop flag.
         stop.store(true, Ordering::Relaxed);
+        healthy.join().unwrap()
     });
     assert!(!healthy.is_suspected() && !healthy.is_evicted());
     assert!(!events

@@ -431,6 +431,25 @@ impl FloorSlot {
         }
     }
 
+    /// `flushed_checked` made monotonic under sharing: the position is raised with
+    /// `fetch_max` (a compare-and-swap loop on x86) instead of a plain store, what a `Writer`
+    /// that several threads may call at once would pay on every flush.
+    #[inline]
+    pub fn flushed_shared(&self, pos: u64) {
+        // Acquire: pairs with a producer's Release store of `sent` (none runs in the floor).
+        let pos = pos.min(self.sent.load(Ordering::Acquire));
+        // Relaxed: a pre-check; the fetch_max below decides.
+        if pos > self.flushed.load(Ordering::Relaxed) {
+            // Relaxed: a coarse clock value; nothing is published through it.
+            let now = COARSE_TICK.load(Ordering::Relaxed);
+            // Relaxed: published by the Release fetch_max of `flushed` below.
+            self.tick.store(now, Ordering::Relaxed);
+            // Release: publishes the position (and the tick) to a scanner's Acquire load; the
+            // read-modify-write never lowers it, whoever races.
+            self.flushed.fetch_max(pos, Ordering::Release);
+        }
+    }
+
     /// Two `Release` stores and one `Relaxed` tick read: the least a lock-free slot with a
     /// progress tick can do, with no clamp and no progress check.
     #[inline]

@@ -15,6 +15,11 @@
 //! - nothing half done: exactly one of the scan seeing `a` and the scan not seeing it, and no
 //!   event at all for a removal.
 //!
+//! `register_once_the_removal_is_observable`: the application asks `status("a")` while
+//! another thread removes `a`, then calls `register("a")`. If `status` already said `None`,
+//! the register succeeds (the shape has ended, even if its key is not unregistered yet); a new
+//! shape made while the removal runs is never touched by it.
+//!
 //! Bound: preemption bound 3 with three threads (about 2 000 executions). `remove` is one map
 //! removal and one CAS, `flushed` five steps; three preemptions let the scan and the report
 //! each run anywhere around the removing CAS and come back, which covers every order of the
@@ -22,6 +27,7 @@
 //! load may return regardless of the bound).
 #![cfg(loom)]
 
+use flushwatch::Error;
 use flushwatch_loom_tests::{
     a_pending_b_caught_up, assert_position, assert_safe_ab, drain, explore, tracker,
 };
@@ -105,6 +111,50 @@ fn remove_vs_flushed_and_scan() {
             "the removed writer's drop unregistered the new shape"
         );
         assert!(drain(&t).is_empty(), "an inert writer's drop is quiet");
+        drop(b);
+    });
+}
+
+#[test]
+fn register_once_the_removal_is_observable() {
+    explore(3, || {
+        let (t, _mock) = tracker();
+        let (a, b) = a_pending_b_caught_up(&t);
+        let a_id = a.id();
+        let remover = {
+            let t = t.clone();
+            thread::spawn(move || assert!(t.remove(&"a")))
+        };
+        let gone = t.status(&"a").is_none();
+        let rebuilt = t.register("a");
+        if gone {
+            assert!(
+                rebuilt.is_ok(),
+                "status said the shape was gone, then register said {rebuilt:?}"
+            );
+        }
+        remover.join().unwrap();
+        let rebuilt = match rebuilt {
+            Ok(w) => w,
+            Err(e) => {
+                assert_eq!(e, Error::DuplicateShape);
+                t.register("a").expect("the key is free once removed")
+            }
+        };
+        assert_ne!(rebuilt.id(), a_id);
+        assert_eq!(
+            t.id_of(&"a"),
+            Some(rebuilt.id()),
+            "the removal unregistered the new shape"
+        );
+        assert!(a.is_evicted() && !rebuilt.is_evicted());
+        drop(a);
+        assert_eq!(
+            t.id_of(&"a"),
+            Some(rebuilt.id()),
+            "the removed writer's drop unregistered the new shape"
+        );
+        assert!(drain(&t).is_empty(), "a removal is quiet");
         drop(b);
     });
 }

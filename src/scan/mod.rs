@@ -123,6 +123,9 @@ pub(crate) struct ScanState<K> {
     /// The clock at the end of the previous scan: an upper bound of the time of any progress
     /// that scan saw.
     prev_end: u64,
+    /// Whether the previous scan ran to its end (and set `prev_end`), not stopped by a panic
+    /// (a user's `Clone`, say).
+    completed: bool,
     /// `last_seen` as the previous scan read it (the lag of its samples).
     prev_last_seen: u64,
     /// Scans started so far (wrapping); numbers the records.
@@ -143,6 +146,7 @@ impl<K> ScanState<K> {
             leaving: Vec::new(),
             stalls: stall::Memory::default(),
             prev_end: 0,
+            completed: true,
             prev_last_seen: 0,
             epoch: 0,
             pages: Vec::new(),
@@ -224,6 +228,12 @@ where
     let st = &mut *guard;
     let t = shared.ticker.now();
     shared.ticker.publish(t);
+    if !st.completed {
+        // The previous scan panicked after it dated some progress as first seen by it, and
+        // did not record its end: it ended before this one began, so `t` bounds it.
+        st.prev_end = t;
+    }
+    st.completed = false;
     // Acquire: pairs with track's Release store; every slot update of the commits up to
     // `last_seen` is visible in the slot loads below.
     let last_seen = shared.last_seen.load(Ordering::Acquire);
@@ -365,6 +375,7 @@ where
     if !v.exact {
         st.prev_end = shared.ticker.now();
     }
+    st.completed = true;
     report
 }
 
@@ -420,7 +431,7 @@ where
     K: crate::ShapeKey,
 {
     let Sample {
-        sw,
+        mut sw,
         reported,
         flushed,
         sent,
@@ -437,6 +448,16 @@ where
         }
         rec.bits |= BROKEN;
         return Outcome::Leaves;
+    }
+    // A `defer` since the last look: clear its bit first, so that every decision below is
+    // made from a word that any later `defer` changes (no counter wrap can hide one).
+    let deferred = sw & slot::DEFERRED != 0;
+    if deferred {
+        let Some(cleared) = slot.clear_deferred(sw) else {
+            rec.bits |= BROKEN;
+            return Outcome::Leaves; // ended meanwhile
+        };
+        sw = cleared;
     }
     let t = v.t;
     let gen = slot::gen32(sw);
@@ -456,13 +477,16 @@ where
             run_start: v.epoch,
         };
     }
-    let idle = if v.exact {
+    // Time since the last progress, as reported (events): from the stored ticks, so that a
+    // re-arm does not reset it. The stall machine's own idleness is `stall_idle`.
+    let idle = t.saturating_sub(slot.last_progress());
+    let stall_idle = if v.exact {
         t.saturating_sub(slot.progress_tick())
     } else {
         // Real clock: a progress (a higher flushed position, a `defer`, becoming pending)
         // first seen by a scan happened before that scan ended: never overdue in the scan
         // that first sees it, whatever the time since the previous scan.
-        if flushed != rec.flushed_prev || counter != slot::counter(rec.sw) {
+        if deferred || flushed != rec.flushed_prev || counter != slot::counter(rec.sw) {
             cold.seen = UNSEEN;
         } else if cold.seen == UNSEEN && !fresh {
             cold.seen = v.prev_end;
@@ -473,7 +497,7 @@ where
             t.saturating_sub(cold.seen)
         }
     };
-    let overdue = idle > v.grace;
+    let overdue = stall_idle > v.grace;
     let mut suspected = slot::is_suspected(sw);
     if suspected || overdue {
         let seen = stall::Seen {

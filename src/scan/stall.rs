@@ -64,8 +64,10 @@ pub(super) struct Seen {
     pub(super) reported: u64,
     pub(super) flushed: u64,
     pub(super) sent: u64,
+    /// Time since the shape's last progress (what events report; a re-arm does not reset it).
     pub(super) idle: u64,
-    /// `idle > grace`.
+    /// Idle for longer than `grace` since the stall timer started (the last progress, a
+    /// re-arm, or on a real clock the scan that saw either).
     pub(super) overdue: bool,
 }
 
@@ -140,6 +142,11 @@ where
     let Some(key) = page.key(off) else {
         return Outcome::Pending { suspected: true };
     };
+    // The event's copy of the key, made before anything is decided: a `Clone` that panics
+    // here leaves the shape as it was (still suspected; the next scan tries again), never
+    // stalled or evicted without its `Stalled`. Nothing after the decision calls user code
+    // that can panic, except `Hash`/`Eq` in the registry, which are caught.
+    let event_key = key.clone();
     let evict = shared.policy == StallPolicy::Evict;
     let gen = slot::gen32(sw);
     if evict {
@@ -165,16 +172,17 @@ where
             return Outcome::Pending { suspected: true };
         }
     }
-    #[cfg(feature = "tracing")]
-    log.stalled(&key, idle, seen.flushed, seen.sent, evict);
     let previous = match memory.stalls.get(&index) {
         Some(&(g, seq)) if !evict && g == gen => Some(seq),
         _ => None,
     };
-    let seq = on_stall(shared, &key, &seen, evict, previous);
+    let seq = on_stall(shared, event_key, &seen, evict, previous);
     if !evict {
         memory.stalls.insert(index, (gen, seq));
     }
+    // After the event: the user's `Debug` runs here.
+    #[cfg(feature = "tracing")]
+    log.stalled(&key, idle, seen.flushed, seen.sent, evict);
     report.stalled.push(key);
     if evict {
         Outcome::Leaves
@@ -185,9 +193,9 @@ where
 
 /// Counts a stall and queues its event (an action event: never dropped), unless `previous`,
 /// the shape's last `Stalled`, is still unread. Returns the sequence number of the unread one.
-fn on_stall<K: Clone>(
+fn on_stall<K>(
     shared: &Shared<K>,
-    key: &K,
+    key: K,
     seen: &Seen,
     evicted: bool,
     previous: Option<Seq>,
@@ -199,7 +207,7 @@ fn on_stall<K: Clone>(
         c.evicted.fetch_add(1, Ordering::Relaxed);
     }
     let event = Event::Stalled {
-        key: key.clone(),
+        key,
         idle: Duration::from_nanos(seen.idle),
         flushed: seen.flushed,
         sent: seen.sent,
