@@ -24,12 +24,13 @@
 //! rows.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use flushwatch::crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender};
+use pgwire_replication::Lsn;
 use postgres::{Client, NoTls, SimpleQueryMessage};
 
 use crate::shapes::{self, Layout, ShapeKey};
@@ -101,20 +102,35 @@ pub struct Done {
     pub rows: u64,
 }
 
-/// Marks `key` invalid, durably, before anything else happens to it.
-pub fn mark_invalid(layout: &Layout, out: &std::path::Path, key: ShapeKey) -> Result<()> {
-    let marker = layout.invalid_marker(out, key);
-    File::create(&marker)?.sync_all()?;
-    File::open(marker.parent().expect("in a directory"))?.sync_all()?;
+/// Marks `keys` invalid, durably (each marker and its directory synced), before anything
+/// else happens to them.
+pub fn mark_invalid(layout: &Layout, out: &std::path::Path, keys: &[ShapeKey]) -> Result<()> {
+    for &key in keys {
+        let marker = layout.invalid_marker(out, key);
+        File::create(&marker)
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("marking {}", marker.display()))?;
+    }
+    for t in keys.iter().map(|k| k.table).collect::<HashSet<_>>() {
+        File::open(layout.dir(out, t))?.sync_all()?;
+    }
     Ok(())
 }
 
 pub fn tmp_path(layout: &Layout, out: &std::path::Path, key: ShapeKey) -> PathBuf {
-    layout.dir(out, key.table).join(format!("{}.log.rebuild", key.k))
+    layout
+        .dir(out, key.table)
+        .join(format!("{}.log.rebuild", key.k))
 }
 
 /// The rebuild worker: one snapshot per batch of requests.
-pub fn worker(conn: String, layout: Layout, out: PathBuf, rx: Receiver<Request>, tx: Sender<Result<Done>>) {
+pub fn worker(
+    conn: String,
+    layout: Layout,
+    out: PathBuf,
+    rx: Receiver<Request>,
+    tx: Sender<Result<Done>>,
+) {
     let mut client: Option<Client> = None;
     while let Ok(first) = rx.recv() {
         let mut keys = first.keys;
@@ -138,7 +154,12 @@ pub fn worker(conn: String, layout: Layout, out: PathBuf, rx: Receiver<Request>,
     }
 }
 
-fn snapshot_copy(client: &mut Client, layout: &Layout, out: &std::path::Path, keys: &[ShapeKey]) -> Result<Done> {
+fn snapshot_copy(
+    client: &mut Client,
+    layout: &Layout,
+    out: &std::path::Path,
+    keys: &[ShapeKey],
+) -> Result<Done> {
     let mut tx = client
         .build_transaction()
         .isolation_level(postgres::IsolationLevel::RepeatableRead)
@@ -151,7 +172,9 @@ fn snapshot_copy(client: &mut Client, layout: &Layout, out: &std::path::Path, ke
     )?;
     let (snap, lsn): (String, String) = (row.get(0), row.get(1));
     let mut snapshot = Snapshot::parse(&snap).with_context(|| format!("bad snapshot {snap:?}"))?;
-    snapshot.lsn = shapes::parse_lsn(&lsn).with_context(|| format!("bad LSN {lsn:?}"))?;
+    snapshot.lsn = Lsn::parse(&lsn)
+        .with_context(|| format!("bad LSN {lsn:?}"))?
+        .as_u64();
     let wanted: HashSet<ShapeKey> = keys.iter().copied().collect();
     let mut bufs: HashMap<ShapeKey, Vec<u8>> = keys.iter().map(|k| (*k, Vec::new())).collect();
     let mut rows = 0u64;
@@ -189,11 +212,17 @@ fn snapshot_copy(client: &mut Client, layout: &Layout, out: &std::path::Path, ke
                     if !wanted.contains(&shape) {
                         continue;
                     }
-                    let cols: Vec<&[u8]> = (0..row.len())
+                    let cols: Vec<Option<&[u8]>> = (0..row.len())
                         .filter(|&i| i != kc)
-                        .map(|i| row.get(i).unwrap_or("").as_bytes())
+                        .map(|i| row.get(i).map(str::as_bytes))
                         .collect();
-                    shapes::push_line(bufs.get_mut(&shape).expect("wanted"), None, b'I', key, &cols);
+                    shapes::push_line(
+                        bufs.get_mut(&shape).expect("wanted"),
+                        None,
+                        b'I',
+                        key,
+                        &cols,
+                    );
                     rows += 1;
                 }
                 _ => {}
@@ -212,7 +241,6 @@ fn snapshot_copy(client: &mut Client, layout: &Layout, out: &std::path::Path, ke
     for t in files.iter().map(|(k, _)| k.table).collect::<HashSet<_>>() {
         File::open(layout.dir(out, t))?.sync_all()?;
     }
-    let _ = fs::metadata(out);
     Ok(Done {
         snapshot,
         files,
