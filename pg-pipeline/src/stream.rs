@@ -80,7 +80,7 @@ pub enum Fault {
     /// shape (the server confirmed it), before its rebuild starts.
     MarkerWindow,
     /// `power-loss` with `PG_PIPELINE_FAULT_AT_MS`: lose what was not synced, this long
-    /// after start.
+    /// after the stream started.
     PowerLossAt(Duration),
     /// `power-loss-after-ack`: lose what was not synced, right after an acknowledgement the
     /// server confirmed.
@@ -318,14 +318,6 @@ pub fn run(o: RunOpts) -> Result<()> {
         );
     }
     drop(dead_tx);
-    if let Fault::PowerLossAt(after) = o.fault {
-        thread::Builder::new()
-            .name("power-loss".into())
-            .spawn(move || {
-                thread::sleep(after);
-                files::power_loss(&format!("at {} ms", after.as_millis()));
-            })?;
-    }
 
     // Every shape is registered up front, except those whose marker says "rebuild me".
     let mut routes = Vec::with_capacity(layout.count());
@@ -436,6 +428,18 @@ pub fn run(o: RunOpts) -> Result<()> {
             .context("waiting for the start-up rebuilds")??;
         log!("start: {n} shape(s) rebuilt from a snapshot before streaming");
         reader.finish_rebuild(done)?;
+    }
+    if let Fault::PowerLossAt(after) = o.fault {
+        // Counted from here: the start-up (files opened, interrupted rebuilds done) is over.
+        thread::Builder::new()
+            .name("power-loss".into())
+            .spawn(move || {
+                thread::sleep(after);
+                files::power_loss(&format!(
+                    "{} ms after the stream started",
+                    after.as_millis()
+                ));
+            })?;
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
