@@ -10,8 +10,10 @@
 //!    snapshot is not missed);
 //! 3. here: a `REPEATABLE READ` transaction records `pg_current_snapshot()` and copies the
 //!    shape's rows (`key % N = k`) into `<k>.log.rebuild`, `fsync`ed;
-//! 4. the reader keeps, of the buffered transactions, only those the snapshot does not see
-//!    (by xid: [`Snapshot::sees`]), registers a new writer (tracked only from now on) and
+//! 4. once the transactions in progress at the snapshot have ended and the stream has passed
+//!    the WAL position after that (so every one of them that committed is in the buffer), the
+//!    reader keeps, of the buffered transactions, only those the snapshot does not see (by
+//!    xid: [`Snapshot::sees`]), registers a new writer (tracked only from now on) and
 //!    hands both to a healthy consumer, which appends the catch-up, `fsync`s, renames the file
 //!    over `<k>.log` and removes the marker;
 //! 5. the snapshot stays on the shape's route as a filter until the stream passes the WAL
@@ -100,6 +102,9 @@ pub struct Done {
     pub snapshot: Snapshot,
     pub files: Vec<(ShapeKey, PathBuf)>,
     pub rows: u64,
+    /// The WAL insert position once every transaction in progress at the snapshot had ended
+    /// (or 10 s passed): a stream that has passed it delivered all of them.
+    pub settled: u64,
 }
 
 /// Marks `keys` invalid, durably (each marker and its directory synced), before anything
@@ -230,6 +235,7 @@ fn snapshot_copy(
         }
     }
     tx.commit()?;
+    let settled = settle(client, &snapshot)?;
     let mut files = Vec::with_capacity(keys.len());
     for (key, buf) in bufs {
         let tmp = tmp_path(layout, out, key);
@@ -245,7 +251,38 @@ fn snapshot_copy(
         snapshot,
         files,
         rows,
+        settled,
     })
+}
+
+/// Waits (at most 10 s) until every transaction in progress at the snapshot has committed or
+/// aborted, then returns the WAL insert position. Once the stream has passed it, the buffer
+/// holds every one of them that committed, so the snapshot's visibility (`Snapshot::sees`)
+/// decides each; anything committing later is invisible to the snapshot.
+fn settle(client: &mut Client, snapshot: &Snapshot) -> Result<u64> {
+    if !snapshot.xip.is_empty() {
+        let list: Vec<String> = snapshot
+            .xip
+            .iter()
+            .map(|x| format!("('{x}'::xid8)"))
+            .collect();
+        let sql = format!(
+            "SELECT count(*) FROM (VALUES {}) v(x) WHERE pg_xact_status(x) = 'in progress'",
+            list.join(",")
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while client.query_one(&sql, &[])?.get::<_, i64>(0) > 0
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    let lsn: String = client
+        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])?
+        .get(0);
+    Ok(Lsn::parse(&lsn)
+        .with_context(|| format!("bad LSN {lsn:?}"))?
+        .as_u64())
 }
 
 #[cfg(test)]

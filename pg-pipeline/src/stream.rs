@@ -232,6 +232,8 @@ struct Reader {
     /// How many rebuild snapshots had transactions in progress.
     in_progress_snapshots: u64,
     dead_consumers: Vec<bool>,
+    /// Snapshots copied, waiting for the stream to pass their `settled` position.
+    settling: Vec<rebuild::Done>,
     /// A fault `ack` decided to fire (see `after_ack`), with the acknowledged watermark.
     fire_after_ack: Option<u64>,
     clock: quanta::Clock,
@@ -416,6 +418,7 @@ pub fn run(o: RunOpts) -> Result<()> {
         passed_evicted: None,
         in_progress_snapshots: 0,
         dead_consumers: vec![false; o.consumers],
+        settling: Vec::new(),
         fire_after_ack: None,
         clock: quanta::Clock::new(),
     };
@@ -646,7 +649,7 @@ impl Reader {
         }
         while let Ok(done) = self.rebuild_done.try_recv() {
             match done {
-                Ok(done) => self.finish_rebuild(done)?,
+                Ok(done) => self.settling.push(done),
                 Err(e) => {
                     // Ask again; the shape keeps buffering meanwhile.
                     log!("rebuild: failed, retrying: {e:#}");
@@ -664,6 +667,16 @@ impl Reader {
                     let _ = self.rebuild_tx.send(rebuild::Request { keys });
                 }
             }
+        }
+        // A snapshot's rebuild completes once the stream has passed the position where its
+        // transactions in progress had ended: the buffer then holds every one of them.
+        let last_seen = self.tracker.last_seen();
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.settling)
+            .into_iter()
+            .partition(|d| last_seen >= d.settled);
+        self.settling = waiting;
+        for done in ready {
+            self.finish_rebuild(done)?;
         }
         Ok(())
     }
