@@ -1,21 +1,31 @@
 //! Consumer threads: each owns some shapes' `Writer`s and files, appends their changes, makes
 //! them durable with one group `fsync` round, and only then reports `flushed`.
+//!
+//! A consumer that fails (an I/O error, a panic) takes its shapes with it, in this order: it
+//! marks every shape it owns for rebuild (the `.invalid` marker, durable), tells the reader
+//! (which rebuilds them like evicted shapes and routes nothing more to it), and only then lets
+//! its writers go. From then on it marks and drops every shape still handed to it. So the
+//! watermark never moves past a row it never wrote without a durable marker saying so; if
+//! even the markers cannot be written, the process aborts before anything more is
+//! acknowledged.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::Write;
-use std::path::PathBuf;
+use std::panic::{self, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use flushwatch::Writer;
 
 use crate::files;
-use crate::shapes::ShapeKey;
+use crate::rebuild;
+use crate::shapes::{Layout, ShapeKey};
 
 /// What the reader sends a consumer.
 pub enum Msg {
@@ -39,8 +49,15 @@ pub enum Msg {
         hold: bool,
         items: Vec<(ShapeKey, bytes::Bytes)>,
     },
-    /// Answer once every earlier message is handled (start-up: files open).
-    Ready(crossbeam_channel::Sender<()>),
+    /// Answer once every earlier message is handled (start-up: files open and synced).
+    Ready(Sender<()>),
+}
+
+/// A consumer's death notice: it failed, and these shapes are marked for rebuild (durably)
+/// and their writers dropped or about to be.
+pub struct Dead {
+    pub consumer: usize,
+    pub marked: Vec<ShapeKey>,
 }
 
 /// A rebuilt shape's snapshot, waiting for its catch-up and its rename.
@@ -71,11 +88,12 @@ pub struct Wedge {
 struct Shape {
     writer: Writer<ShapeKey>,
     file: File,
+    path: PathBuf,
+    /// The file's length once `pending` is written.
+    len: u64,
     pending: Vec<u8>,
     /// The highest commit whose lines are in `pending` or the file.
     received: u64,
-    /// Written in this round, to be reported once it is durable.
-    report: bool,
 }
 
 /// How a consumer makes one round durable.
@@ -97,21 +115,97 @@ pub struct Consumer {
     pub wedge: Arc<Wedge>,
     pub stop: Arc<AtomicBool>,
     pub counters: Arc<Counters>,
+    pub layout: Layout,
+    pub out: PathBuf,
+    pub dead: Sender<Dead>,
+    /// Fault injection (`io-error`): this consumer's sync of round N fails.
+    pub fail_at_round: Option<u64>,
+}
+
+/// What a consumer holds; outside the unwinding part, so that a failure can still mark it.
+#[derive(Default)]
+struct State {
+    shapes: HashMap<ShapeKey, Shape>,
+    /// Writers received but not yet in `shapes` (their file failed to open).
+    orphans: Vec<Writer<ShapeKey>>,
+    dirty: Vec<ShapeKey>,
+    rounds: u64,
 }
 
 impl Consumer {
-    pub fn run(self) -> Result<()> {
+    /// Serves until the reader hangs up; on a failure, takes its shapes with it (module docs).
+    pub fn run(self) {
+        let mut st = State::default();
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| self.serve(&mut st)));
+        let why = match outcome {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => format!("{e:#}"),
+            Err(p) => p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".into()),
+        };
+        self.die(st, &why);
+    }
+
+    fn die(&self, st: State, why: &str) {
         let i = self.index;
-        let mut shapes: HashMap<ShapeKey, Shape> = HashMap::new();
-        let mut dirty: Vec<ShapeKey> = Vec::new();
+        let keys: Vec<ShapeKey> = st
+            .shapes
+            .iter()
+            .filter(|(_, s)| !s.writer.is_evicted())
+            .map(|(k, _)| *k)
+            .chain(st.orphans.iter().map(|w| *w.key()))
+            .collect();
+        log!(
+            "consumer {i}: failed: {why}; marking its {} shape(s) for rebuild before its writers go",
+            keys.len()
+        );
+        self.mark_or_abort(&keys);
+        let _ = self.dead.send(Dead {
+            consumer: i,
+            marked: keys,
+        });
+        // The writers end here (`WriterDown` for the pending ones), after their markers are
+        // durable and the reader is told.
+        drop(st);
+        while let Ok(msg) = self.rx.recv() {
+            match msg {
+                Msg::Adopt { key, writer, .. } => {
+                    self.mark_or_abort(&[key]);
+                    let _ = self.dead.send(Dead {
+                        consumer: i,
+                        marked: vec![key],
+                    });
+                    drop(writer);
+                }
+                Msg::Ready(tx) => {
+                    let _ = tx.send(());
+                }
+                Msg::Txn { .. } => {}
+            }
+        }
+    }
+
+    fn mark_or_abort(&self, keys: &[ShapeKey]) {
+        if let Err(e) = rebuild::mark_invalid(&self.layout, &self.out, keys) {
+            log!(
+                "consumer {}: cannot mark its shapes for rebuild ({e:#}): aborting before anything more is acknowledged",
+                self.index
+            );
+            std::process::abort();
+        }
+    }
+
+    fn serve(&self, st: &mut State) -> Result<()> {
+        let i = self.index;
         let mut held: Vec<bytes::Bytes> = Vec::new();
         let mut deadline: Option<Instant> = None;
         loop {
             let first = match deadline {
                 Some(d) => self.rx.recv_deadline(d),
-                None => self
-                    .rx
-                    .recv_timeout(Duration::from_millis(100)),
+                None => self.rx.recv_timeout(Duration::from_millis(100)),
             };
             let mut disconnected = false;
             let mut next = match first {
@@ -132,23 +226,48 @@ impl Consumer {
                         path,
                         rebuild,
                     } => {
-                        let file = match rebuild {
+                        let opened = match rebuild {
                             None => files::open_append(&path)
-                                .with_context(|| format!("opening {}", path.display()))?,
-                            Some(r) => finish_rebuild(&path, r)?,
+                                .with_context(|| format!("opening {}", path.display())),
+                            Some(r) => finish_rebuild(&path, r),
                         };
-                        shapes.insert(
+                        let file = match opened {
+                            Ok(f) => f,
+                            Err(e) => {
+                                st.orphans.push(writer);
+                                return Err(e);
+                            }
+                        };
+                        let len = match file.metadata() {
+                            Ok(m) => m.len(),
+                            Err(e) => {
+                                st.orphans.push(writer);
+                                return Err(e).context("stat");
+                            }
+                        };
+                        // What is in the file now is durable: a rebuilt file was synced, and
+                        // start-up ends with a sync of every file (`Ready`).
+                        files::synced(&path, len);
+                        st.shapes.insert(
                             key,
                             Shape {
                                 writer,
                                 file,
+                                path,
+                                len,
                                 pending: Vec::new(),
                                 received: 0,
-                                report: false,
                             },
                         );
                     }
                     Msg::Ready(tx) => {
+                        // Whatever an earlier process left in the page cache is made durable
+                        // before anything is streamed.
+                        if let Some(s) = st.shapes.values().next() {
+                            let _g = files::io_gate();
+                            files::syncfs(&s.file, std::iter::empty())
+                                .context("syncfs at start-up")?;
+                        }
                         let _ = tx.send(());
                     }
                     Msg::Txn {
@@ -162,16 +281,16 @@ impl Consumer {
                                 held.push(lines);
                                 continue;
                             }
-                            let Some(s) = shapes.get_mut(&key) else {
+                            let Some(s) = st.shapes.get_mut(&key) else {
                                 continue;
                             };
                             if s.pending.is_empty() {
-                                dirty.push(key);
+                                st.dirty.push(key);
                             }
                             s.pending.extend_from_slice(&lines);
                             s.received = commit;
                         }
-                        if !dirty.is_empty() {
+                        if !st.dirty.is_empty() {
                             deadline.get_or_insert_with(|| Instant::now() + self.fsync_interval);
                         }
                     }
@@ -184,21 +303,21 @@ impl Consumer {
                 // Only while that shape has unflushed lines: then it is pending from the
                 // wedge on, and the time to its eviction is the detection time.
                 if Instant::now() >= self.wedge.at
-                    && shapes.get(w).is_some_and(|s| !s.pending.is_empty())
+                    && st.shapes.get(w).is_some_and(|s| !s.pending.is_empty())
                     // Relaxed: only the swap's atomicity matters (one consumer wedges, once).
                     && !self.wedge.fired.swap(true, Ordering::Relaxed)
                 {
                     log!(
                         "wedge: consumer {i} (owner of {w}) stops, holding {} shapes ({} with unflushed changes)",
-                        shapes.len(),
-                        dirty.len()
+                        st.shapes.len(),
+                        st.dirty.len()
                     );
                     // Stuck as in a deadlock: alive, holding its writers, reporting nothing.
                     // Relaxed: a stop request.
                     while !self.stop.load(Ordering::Relaxed) {
                         thread::sleep(Duration::from_millis(50));
                     }
-                    let evicted = shapes.values().filter(|s| s.writer.is_evicted()).count();
+                    let evicted = st.shapes.values().filter(|s| s.writer.is_evicted()).count();
                     log!("wedge: consumer {i} unwedged; {evicted} of its shapes were evicted");
                     // Its writers go with it (evicted ones are inert); its unflushed lines are
                     // dropped unwritten, as a crash would.
@@ -206,60 +325,71 @@ impl Consumer {
                 }
             }
             if disconnected || deadline.is_some_and(|d| Instant::now() >= d) {
-                self.flush(&mut shapes, &mut dirty)?;
+                self.flush(st)?;
                 deadline = None;
             }
             if disconnected {
-                let _ = held;
                 return Ok(());
             }
         }
     }
 
-    /// One group-commit round: write every dirty shape, `fsync` each, then report each.
-    fn flush(&self, shapes: &mut HashMap<ShapeKey, Shape>, dirty: &mut Vec<ShapeKey>) -> Result<()> {
-        if dirty.is_empty() {
+    /// One group-commit round: write every dirty shape, make them durable, then report each.
+    fn flush(&self, st: &mut State) -> Result<()> {
+        if st.dirty.is_empty() {
             return Ok(());
         }
         let c = &self.counters;
-        let mut any: Option<&File> = None;
-        for key in dirty.iter() {
-            let s = shapes.get_mut(key).expect("dirty shapes are owned");
+        st.rounds += 1;
+        let State {
+            shapes,
+            dirty,
+            rounds,
+            ..
+        } = st;
+        let mut written = Vec::with_capacity(dirty.len());
+        for key in dirty.drain(..) {
+            let s = shapes.get_mut(&key).expect("dirty shapes are owned");
             if s.writer.is_evicted() {
                 // Its rebuild will write the file anew; writing here would race it.
                 s.pending.clear();
                 continue;
             }
-            s.file.write_all(&s.pending)?;
+            {
+                let _g = files::io_gate();
+                s.file.write_all(&s.pending)?;
+            }
+            s.len += s.pending.len() as u64;
             s.pending.clear();
-            s.report = true;
+            written.push(key);
             if self.sync == SyncMode::Fdatasync {
-                s.file.sync_data()?;
+                let _g = files::io_gate();
+                self.injected_fault(*rounds)?;
+                files::sync_data(&s.file, &s.path, s.len)?;
                 c.fsyncs.fetch_add(1, Ordering::Relaxed);
             }
         }
         if self.sync == SyncMode::Syncfs {
-            if let Some(key) = dirty.first() {
-                any = shapes.get(key).map(|s| &s.file);
+            if let Some(first) = written.first() {
+                let _g = files::io_gate();
+                self.injected_fault(*rounds)?;
+                let shapes = &*shapes;
+                files::syncfs(
+                    &shapes[first].file,
+                    written
+                        .iter()
+                        .map(|k| (shapes[k].path.as_path(), shapes[k].len)),
+                )
+                .context("syncfs")?;
+                c.fsyncs.fetch_add(1, Ordering::Relaxed);
             }
-        }
-        if let Some(f) = any {
-            use std::os::fd::AsRawFd;
-            // SAFETY: a plain syscall on a file descriptor we own for the duration of the call.
-            if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
-                return Err(std::io::Error::last_os_error()).context("syncfs");
-            }
-            c.fsyncs.fetch_add(1, Ordering::Relaxed);
         }
         // This thread's CPU time across the reports (the loop does nothing else).
-        dirty.clear();
         let t = crate::stream::thread_cpu_ns();
-        for s in shapes.values_mut() {
-            if s.report {
-                // Only now is every commit up to `received` durable for this shape.
-                s.writer.flushed(s.received);
-                s.report = false;
-            }
+        for key in &written {
+            let s = &shapes[key];
+            // Only now is every commit up to `received` durable for this shape.
+            s.writer.flushed(s.received);
         }
         c.flushed_ns
             .fetch_add(crate::stream::cpu_interval(t), Ordering::Relaxed);
@@ -267,12 +397,24 @@ impl Consumer {
         c.rounds.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
+
+    /// `PG_PIPELINE_FAULT=io-error`: the sync of this consumer's round N fails, after its
+    /// files were written (the page cache has lines that are not durable).
+    fn injected_fault(&self, round: u64) -> std::io::Result<()> {
+        if self.fail_at_round.is_some_and(|n| round >= n) {
+            return Err(std::io::Error::other(format!(
+                "injected fsync error at round {round} (PG_PIPELINE_FAULT=io-error)"
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Completes a rebuilt shape: append the catch-up to the snapshot file, make it durable, put
 /// it in place of the old file, and only then drop the marker that says "rebuild me".
-fn finish_rebuild(path: &PathBuf, r: Rebuilt) -> Result<File> {
-    let mut f = files::open_append(&r.tmp).with_context(|| format!("opening {}", r.tmp.display()))?;
+fn finish_rebuild(path: &Path, r: Rebuilt) -> Result<File> {
+    let mut f =
+        files::open_append(&r.tmp).with_context(|| format!("opening {}", r.tmp.display()))?;
     f.write_all(&r.catch_up)?;
     f.sync_data()?;
     fs::rename(&r.tmp, path)?;
@@ -281,4 +423,107 @@ fn finish_rebuild(path: &PathBuf, r: Rebuilt) -> Result<File> {
     fs::remove_file(&r.marker)?;
     File::open(dir)?.sync_all()?;
     Ok(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flushwatch::{Config, FlushTracker};
+
+    /// A consumer whose sync fails marks every shape it owns for rebuild, durably, and tells
+    /// the reader, before its writers go; a shape handed to it afterwards gets the same.
+    #[test]
+    fn a_failing_consumer_marks_its_shapes_before_its_writers_go() {
+        let out = std::env::temp_dir().join(format!("pgp-consumer-{}", std::process::id()));
+        let layout = Layout {
+            tables: vec!["public.t0".into()],
+            per_table: 4,
+            key_column: "id".into(),
+        };
+        fs::create_dir_all(layout.dir(&out, 0)).unwrap();
+        let tracker: FlushTracker<ShapeKey> = FlushTracker::new(Config::default()).unwrap();
+        let key = |k| ShapeKey { table: 0, k };
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let (dead_tx, dead_rx) = crossbeam_channel::unbounded();
+        let c = Consumer {
+            index: 3,
+            sync: SyncMode::Syncfs,
+            rx,
+            fsync_interval: Duration::from_millis(1),
+            wedge: Arc::new(Wedge {
+                shape: None,
+                at: Instant::now(),
+                fired: AtomicBool::new(false),
+            }),
+            stop: Arc::new(AtomicBool::new(false)),
+            counters: Arc::new(Counters::default()),
+            layout: layout.clone(),
+            out: out.clone(),
+            dead: dead_tx,
+            fail_at_round: Some(1),
+        };
+        let thread = thread::spawn(move || c.run());
+        let mut ids = Vec::new();
+        for k in 0..2 {
+            let writer = tracker.register(key(k)).unwrap();
+            ids.push(writer.id());
+            let path = layout.path(&out, key(k));
+            tx.send(Msg::Adopt {
+                key: key(k),
+                writer,
+                path,
+                rebuild: None,
+            })
+            .unwrap();
+        }
+        tracker.track(10, &ids).unwrap();
+        let lines = |k: u32| (key(k), bytes::Bytes::from(format!("a I {k} x\n")));
+        tx.send(Msg::Txn {
+            commit: 10,
+            previous: 0,
+            hold: false,
+            items: vec![lines(0), lines(1)],
+        })
+        .unwrap();
+        let dead = dead_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a death notice");
+        assert_eq!(dead.consumer, 3);
+        let mut marked = dead.marked.clone();
+        marked.sort();
+        assert_eq!(marked, vec![key(0), key(1)]);
+        for k in 0..2 {
+            assert!(
+                layout.invalid_marker(&out, key(k)).exists(),
+                "marked before the notice"
+            );
+        }
+        // Dead: a shape handed to it now is marked and let go too.
+        let writer = tracker.register(key(2)).unwrap();
+        let path = layout.path(&out, key(2));
+        tx.send(Msg::Adopt {
+            key: key(2),
+            writer,
+            path,
+            rebuild: None,
+        })
+        .unwrap();
+        let dead = dead_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a second notice");
+        assert_eq!(dead.marked, vec![key(2)]);
+        assert!(layout.invalid_marker(&out, key(2)).exists());
+        drop(tx);
+        thread.join().unwrap();
+        for k in 0..3 {
+            assert!(tracker.id_of(&key(k)).is_none(), "its writers are gone");
+        }
+        tracker.scan();
+        assert_eq!(
+            tracker.watermark(),
+            10,
+            "they no longer pin the watermark: the markers say rebuild"
+        );
+        fs::remove_dir_all(&out).unwrap();
+    }
 }

@@ -66,7 +66,11 @@ enum Policy {
 #[derive(Args, Clone, Debug)]
 struct LayoutArgs {
     /// Comma-separated qualified table names (each needs an integer key column).
-    #[arg(long, value_delimiter = ',', default_value = "public.t0,public.t1,public.t2,public.t3")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "public.t0,public.t1,public.t2,public.t3"
+    )]
     tables: Vec<String>,
     /// Shapes per table: shape k holds the rows with key % N = k.
     #[arg(long, default_value_t = 512)]
@@ -156,7 +160,11 @@ enum Command {
     Setup {
         #[arg(long, env = "PG_PIPELINE_CONN")]
         conn: String,
-        #[arg(long, value_delimiter = ',', default_value = "public.t0,public.t1,public.t2,public.t3")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "public.t0,public.t1,public.t2,public.t3"
+        )]
         tables: Vec<String>,
         #[arg(long, default_value = "flushwatch")]
         publication: String,
@@ -166,7 +174,11 @@ enum Command {
     Workload {
         #[arg(long, env = "PG_PIPELINE_CONN")]
         conn: String,
-        #[arg(long, value_delimiter = ',', default_value = "public.t0,public.t1,public.t2,public.t3")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "public.t0,public.t1,public.t2,public.t3"
+        )]
         tables: Vec<String>,
         /// Transactions per second.
         #[arg(long, default_value_t = 200.0)]
@@ -182,13 +194,23 @@ enum Command {
         rollback_every: u64,
         #[arg(long, default_value_t = 0x5eed)]
         seed: u64,
+        /// Connections: one keeps long transactions open, the others share --rate.
+        #[arg(long, default_value_t = 3)]
+        connections: usize,
+        /// TRUNCATE the last table once, this many seconds in.
+        #[arg(long)]
+        truncate_at: Option<f64>,
     },
     /// Commit N small transactions as fast as the server takes them (one DO block), for the
     /// throughput measurement; prints the WAL position after the last one.
     Backlog {
         #[arg(long, env = "PG_PIPELINE_CONN")]
         conn: String,
-        #[arg(long, value_delimiter = ',', default_value = "public.t0,public.t1,public.t2,public.t3")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "public.t0,public.t1,public.t2,public.t3"
+        )]
         tables: Vec<String>,
         #[arg(long, default_value_t = 200_000)]
         transactions: u64,
@@ -258,14 +280,13 @@ fn main() -> Result<()> {
             until_lsn,
             status_interval,
         } => {
-            let fault = std::env::var("PG_PIPELINE_FAULT").unwrap_or_default();
-            let fault_kill_window = match fault.as_str() {
-                "" => false,
-                "kill-window" => true,
-                other => anyhow::bail!("PG_PIPELINE_FAULT={other}: the only fault is kill-window"),
-            };
+            let fault = stream::Fault::from_env()?;
             let until = until_lsn
-                .map(|s| shapes::parse_lsn(&s).with_context(|| format!("--until-lsn {s}")))
+                .map(|s| {
+                    pgwire_replication::Lsn::parse(&s)
+                        .map(|l| l.as_u64())
+                        .with_context(|| format!("--until-lsn {s}"))
+                })
                 .transpose()?;
             stream::run(stream::RunOpts {
                 conn,
@@ -293,7 +314,7 @@ fn main() -> Result<()> {
                 duration: duration.map(secs),
                 until,
                 status_interval: secs(status_interval),
-                fault_kill_window,
+                fault,
                 fault_after_commits: std::env::var("PG_PIPELINE_FAULT_AFTER")
                     .ok()
                     .and_then(|s| s.parse().ok())
@@ -313,6 +334,8 @@ fn main() -> Result<()> {
             payload,
             rollback_every,
             seed,
+            connections,
+            truncate_at,
         } => workload::run(&workload::WorkloadOpts {
             conn,
             tables,
@@ -321,6 +344,8 @@ fn main() -> Result<()> {
             payload,
             rollback_every,
             seed,
+            connections,
+            truncate_at: truncate_at.map(secs),
         }),
         Command::Backlog {
             conn,

@@ -86,7 +86,10 @@ struct Cursor<'a> {
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], DecodeError> {
         if self.b.len() < n {
-            return err(format!("truncated {what}: need {n} bytes, {} left", self.b.len()));
+            return err(format!(
+                "truncated {what}: need {n} bytes, {} left",
+                self.b.len()
+            ));
         }
         let (head, tail) = self.b.split_at(n);
         self.b = tail;

@@ -10,8 +10,10 @@
 //!    snapshot is not missed);
 //! 3. here: a `REPEATABLE READ` transaction records `pg_current_snapshot()` and copies the
 //!    shape's rows (`key % N = k`) into `<k>.log.rebuild`, `fsync`ed;
-//! 4. the reader keeps, of the buffered transactions, only those the snapshot does not see
-//!    (by xid: [`Snapshot::sees`]), registers a new writer (tracked only from now on) and
+//! 4. once the transactions in progress at the snapshot have ended and the stream has passed
+//!    the WAL position after that (so every one of them that committed is in the buffer), the
+//!    reader keeps, of the buffered transactions, only those the snapshot does not see (by
+//!    xid: [`Snapshot::sees`]), registers a new writer (tracked only from now on) and
 //!    hands both to a healthy consumer, which appends the catch-up, `fsync`s, renames the file
 //!    over `<k>.log` and removes the marker;
 //! 5. the snapshot stays on the shape's route as a filter until the stream passes the WAL
@@ -24,12 +26,13 @@
 //! rows.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use crossbeam_channel::{Receiver, Sender};
+use pgwire_replication::Lsn;
 use postgres::{Client, NoTls, SimpleQueryMessage};
 
 use crate::shapes::{self, Layout, ShapeKey};
@@ -99,22 +102,40 @@ pub struct Done {
     pub snapshot: Snapshot,
     pub files: Vec<(ShapeKey, PathBuf)>,
     pub rows: u64,
+    /// The WAL insert position once every transaction in progress at the snapshot had ended
+    /// (or 10 s passed): a stream that has passed it delivered all of them.
+    pub settled: u64,
 }
 
-/// Marks `key` invalid, durably, before anything else happens to it.
-pub fn mark_invalid(layout: &Layout, out: &std::path::Path, key: ShapeKey) -> Result<()> {
-    let marker = layout.invalid_marker(out, key);
-    File::create(&marker)?.sync_all()?;
-    File::open(marker.parent().expect("in a directory"))?.sync_all()?;
+/// Marks `keys` invalid, durably (each marker and its directory synced), before anything
+/// else happens to them.
+pub fn mark_invalid(layout: &Layout, out: &std::path::Path, keys: &[ShapeKey]) -> Result<()> {
+    for &key in keys {
+        let marker = layout.invalid_marker(out, key);
+        File::create(&marker)
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("marking {}", marker.display()))?;
+    }
+    for t in keys.iter().map(|k| k.table).collect::<HashSet<_>>() {
+        File::open(layout.dir(out, t))?.sync_all()?;
+    }
     Ok(())
 }
 
 pub fn tmp_path(layout: &Layout, out: &std::path::Path, key: ShapeKey) -> PathBuf {
-    layout.dir(out, key.table).join(format!("{}.log.rebuild", key.k))
+    layout
+        .dir(out, key.table)
+        .join(format!("{}.log.rebuild", key.k))
 }
 
 /// The rebuild worker: one snapshot per batch of requests.
-pub fn worker(conn: String, layout: Layout, out: PathBuf, rx: Receiver<Request>, tx: Sender<Result<Done>>) {
+pub fn worker(
+    conn: String,
+    layout: Layout,
+    out: PathBuf,
+    rx: Receiver<Request>,
+    tx: Sender<Result<Done>>,
+) {
     let mut client: Option<Client> = None;
     while let Ok(first) = rx.recv() {
         let mut keys = first.keys;
@@ -138,7 +159,12 @@ pub fn worker(conn: String, layout: Layout, out: PathBuf, rx: Receiver<Request>,
     }
 }
 
-fn snapshot_copy(client: &mut Client, layout: &Layout, out: &std::path::Path, keys: &[ShapeKey]) -> Result<Done> {
+fn snapshot_copy(
+    client: &mut Client,
+    layout: &Layout,
+    out: &std::path::Path,
+    keys: &[ShapeKey],
+) -> Result<Done> {
     let mut tx = client
         .build_transaction()
         .isolation_level(postgres::IsolationLevel::RepeatableRead)
@@ -151,7 +177,9 @@ fn snapshot_copy(client: &mut Client, layout: &Layout, out: &std::path::Path, ke
     )?;
     let (snap, lsn): (String, String) = (row.get(0), row.get(1));
     let mut snapshot = Snapshot::parse(&snap).with_context(|| format!("bad snapshot {snap:?}"))?;
-    snapshot.lsn = shapes::parse_lsn(&lsn).with_context(|| format!("bad LSN {lsn:?}"))?;
+    snapshot.lsn = Lsn::parse(&lsn)
+        .with_context(|| format!("bad LSN {lsn:?}"))?
+        .as_u64();
     let wanted: HashSet<ShapeKey> = keys.iter().copied().collect();
     let mut bufs: HashMap<ShapeKey, Vec<u8>> = keys.iter().map(|k| (*k, Vec::new())).collect();
     let mut rows = 0u64;
@@ -189,11 +217,17 @@ fn snapshot_copy(client: &mut Client, layout: &Layout, out: &std::path::Path, ke
                     if !wanted.contains(&shape) {
                         continue;
                     }
-                    let cols: Vec<&[u8]> = (0..row.len())
+                    let cols: Vec<Option<&[u8]>> = (0..row.len())
                         .filter(|&i| i != kc)
-                        .map(|i| row.get(i).unwrap_or("").as_bytes())
+                        .map(|i| row.get(i).map(str::as_bytes))
                         .collect();
-                    shapes::push_line(bufs.get_mut(&shape).expect("wanted"), None, b'I', key, &cols);
+                    shapes::push_line(
+                        bufs.get_mut(&shape).expect("wanted"),
+                        None,
+                        b'I',
+                        key,
+                        &cols,
+                    );
                     rows += 1;
                 }
                 _ => {}
@@ -201,6 +235,7 @@ fn snapshot_copy(client: &mut Client, layout: &Layout, out: &std::path::Path, ke
         }
     }
     tx.commit()?;
+    let settled = settle(client, &snapshot)?;
     let mut files = Vec::with_capacity(keys.len());
     for (key, buf) in bufs {
         let tmp = tmp_path(layout, out, key);
@@ -212,12 +247,42 @@ fn snapshot_copy(client: &mut Client, layout: &Layout, out: &std::path::Path, ke
     for t in files.iter().map(|(k, _)| k.table).collect::<HashSet<_>>() {
         File::open(layout.dir(out, t))?.sync_all()?;
     }
-    let _ = fs::metadata(out);
     Ok(Done {
         snapshot,
         files,
         rows,
+        settled,
     })
+}
+
+/// Waits (at most 10 s) until every transaction in progress at the snapshot has committed or
+/// aborted, then returns the WAL insert position. Once the stream has passed it, the buffer
+/// holds every one of them that committed, so the snapshot's visibility (`Snapshot::sees`)
+/// decides each; anything committing later is invisible to the snapshot.
+fn settle(client: &mut Client, snapshot: &Snapshot) -> Result<u64> {
+    if !snapshot.xip.is_empty() {
+        let list: Vec<String> = snapshot
+            .xip
+            .iter()
+            .map(|x| format!("('{x}'::xid8)"))
+            .collect();
+        let sql = format!(
+            "SELECT count(*) FROM (VALUES {}) v(x) WHERE pg_xact_status(x) = 'in progress'",
+            list.join(",")
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while client.query_one(&sql, &[])?.get::<_, i64>(0) > 0
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    let lsn: String = client
+        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])?
+        .get(0);
+    Ok(Lsn::parse(&lsn)
+        .with_context(|| format!("bad LSN {lsn:?}"))?
+        .as_u64())
 }
 
 #[cfg(test)]

@@ -9,14 +9,14 @@
 //! ```
 //!
 //! `<commit>` is the transaction's commit position (the commit record's end LSN) in hex, or
-//! `snap` for a row copied from a snapshot by a rebuild; `<op>` is `I`, `U` or `D`; `<payload>`
-//! is the text of the row's other columns joined by tabs, with `\`, tab and newline escaped.
-//! A file is the shape's log: deduplicated by (commit, key) it must equal the shape's rows.
+//! `snap` for a row copied from a snapshot by a rebuild; `<op>` is `I`, `U`, `D` (the key's
+//! row is gone) or `T` (a `TRUNCATE` of the table: every row of the shape is gone; key 0);
+//! `<payload>` is the text of the row's other columns joined by tabs, with `\`, tab and newline
+//! escaped and NULL written `\N`. A file is the shape's log: applied in order, each line
+//! setting or removing its key, it must end equal to the shape's rows. Replayed lines (after a
+//! crash) repeat a suffix of the log, which applying again does not change.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::fs::File;
-use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 /// A shape's key: table index (into `--tables`) and remainder `k`.
@@ -47,12 +47,8 @@ impl Layout {
     }
     /// Every shape, table by table.
     pub fn keys(&self) -> impl Iterator<Item = ShapeKey> + '_ {
-        (0..self.tables.len()).flat_map(move |t| {
-            (0..self.per_table).map(move |k| ShapeKey {
-                table: t as u16,
-                k,
-            })
-        })
+        (0..self.tables.len())
+            .flat_map(move |t| (0..self.per_table).map(move |k| ShapeKey { table: t as u16, k }))
     }
     /// The shape of table `table` that a row with key `key` belongs to.
     pub fn shape_of(&self, table: u16, key: i64) -> ShapeKey {
@@ -105,24 +101,9 @@ pub fn quote_qualified(s: &str) -> String {
     }
 }
 
-/// An LSN in PostgreSQL's text form (`16/B374D848`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Lsn(pub u64);
-
-impl fmt::Display for Lsn {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:X}/{:X}", self.0 >> 32, self.0 & 0xFFFF_FFFF)
-    }
-}
-
-/// Parses `16/B374D848`.
-pub fn parse_lsn(s: &str) -> Option<u64> {
-    let (hi, lo) = s.trim().split_once('/')?;
-    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
-}
-
-/// Appends one line to `out`. `commit` is `None` for a snapshot row.
-pub fn push_line(out: &mut Vec<u8>, commit: Option<u64>, op: u8, key: i64, cols: &[&[u8]]) {
+/// Appends one line to `out`. `commit` is `None` for a snapshot row; a `None` column is SQL
+/// NULL, written `\N` (a backslash in a value is written `\\`, so the two never meet).
+pub fn push_line(out: &mut Vec<u8>, commit: Option<u64>, op: u8, key: i64, cols: &[Option<&[u8]>]) {
     use std::io::Write;
     match commit {
         Some(c) => {
@@ -137,6 +118,10 @@ pub fn push_line(out: &mut Vec<u8>, commit: Option<u64>, op: u8, key: i64, cols:
         if i > 0 {
             out.push(b'\t');
         }
+        let Some(col) = col else {
+            out.extend_from_slice(b"\\N");
+            continue;
+        };
         for &b in *col {
             match b {
                 b'\\' => out.extend_from_slice(b"\\\\"),
@@ -147,70 +132,6 @@ pub fn push_line(out: &mut Vec<u8>, commit: Option<u64>, op: u8, key: i64, cols:
         }
     }
     out.push(b'\n');
-}
-
-/// Escapes a payload the way `push_line` writes it (for comparing with the table).
-pub fn escape(s: &str) -> String {
-    let mut v = Vec::new();
-    push_line(&mut v, None, b'I', 0, &[s.as_bytes()]);
-    let line = String::from_utf8_lossy(&v).into_owned();
-    line["snap I 0 ".len()..line.len() - 1].to_string()
-}
-
-/// What a shape file holds, deduplicated by (commit, key).
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct FileRows {
-    /// key -> (commit as written, payload)
-    pub rows: HashMap<i64, (String, String)>,
-    pub lines: u64,
-    /// Lines repeating a (commit, key) already seen: the replay window after a crash.
-    pub duplicates: u64,
-    /// Keys seen under two different commits (an insert happens once: a rebuild bug).
-    pub conflicts: u64,
-    /// Lines that are not inserts.
-    pub other_ops: u64,
-}
-
-/// Reads a shape file; a missing file is empty. A partial last line (a writer killed mid-write)
-/// is ignored.
-pub fn read_file(path: &Path) -> io::Result<FileRows> {
-    let mut out = FileRows::default();
-    let f = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e),
-    };
-    let mut r = BufReader::new(f);
-    let mut buf = String::new();
-    loop {
-        buf.clear();
-        if r.read_line(&mut buf)? == 0 || !buf.ends_with('\n') {
-            break;
-        }
-        let line = &buf[..buf.len() - 1];
-        let mut it = line.splitn(4, ' ');
-        let (Some(commit), Some(op), Some(key), payload) = (it.next(), it.next(), it.next(), it.next())
-        else {
-            return Err(io::Error::other(format!("{}: bad line {line:?}", path.display())));
-        };
-        let Ok(key) = key.parse::<i64>() else {
-            return Err(io::Error::other(format!("{}: bad key in {line:?}", path.display())));
-        };
-        out.lines += 1;
-        if op != "I" {
-            out.other_ops += 1;
-            continue;
-        }
-        match out.rows.get(&key) {
-            Some((c, _)) if c == commit => out.duplicates += 1,
-            Some(_) => out.conflicts += 1,
-            None => {
-                out.rows
-                    .insert(key, (commit.to_string(), payload.unwrap_or("").to_string()));
-            }
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -226,52 +147,36 @@ mod tests {
     }
 
     #[test]
-    fn routing_is_the_sql_filter() {
+    fn routing() {
         let l = layout();
         assert_eq!(l.count(), 32);
         assert_eq!(l.keys().count(), 32);
         assert_eq!(l.shape_of(1, 35), ShapeKey { table: 1, k: 3 });
-        // Postgres' % keeps the sign of the dividend; the filter of shape k is key % N = k,
-        // so negative keys must not be sent to a shape whose filter cannot match them. The
-        // pipeline uses rem_euclid and the check uses the same function; the workload's
-        // keys are positive identities.
+        // Negative keys: rem_euclid, never a shape index out of range (the workload's keys
+        // are positive identities, where this is PostgreSQL's `key % N`).
         assert_eq!(l.shape_of(0, -1), ShapeKey { table: 0, k: 15 });
         assert_eq!(l.table_index("public.t1"), Some(1));
         assert_eq!(l.table_index("public.t9"), None);
-        assert_eq!(quote_qualified("public.odd\"name"), "\"public\".\"odd\"\"name\"");
+        assert_eq!(
+            quote_qualified("public.odd\"name"),
+            "\"public\".\"odd\"\"name\""
+        );
     }
 
     #[test]
-    fn lines_round_trip_and_dedup() {
-        let dir = std::env::temp_dir().join(format!("pgp-shapes-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("0.log");
+    fn lines_escape_and_null() {
         let mut v = Vec::new();
-        push_line(&mut v, None, b'I', 1, &[b"a\tb\nc\\"]);
-        push_line(&mut v, Some(0x10), b'I', 2, &[b"x"]);
-        push_line(&mut v, Some(0x10), b'I', 2, &[b"x"]); // replayed
-        push_line(&mut v, Some(0x20), b'I', 2, &[b"x"]); // conflict
-        push_line(&mut v, Some(0x30), b'D', 3, &[]);
-        v.extend_from_slice(b"40 I 9 partial");
-        std::fs::write(&path, &v).unwrap();
-        let r = read_file(&path).unwrap();
-        assert_eq!(r.lines, 5);
-        assert_eq!(r.duplicates, 1);
-        assert_eq!(r.conflicts, 1);
-        assert_eq!(r.other_ops, 1);
-        assert_eq!(r.rows[&1], ("snap".into(), escape("a\tb\nc\\")));
-        assert_eq!(r.rows[&1].1, "a\\tb\\nc\\\\");
-        assert_eq!(r.rows[&2].0, "10");
-        assert!(!r.rows.contains_key(&9));
-        assert_eq!(read_file(&dir.join("none.log")).unwrap(), FileRows::default());
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn lsn_text() {
-        assert_eq!(Lsn(0x16_B374_D848).to_string(), "16/B374D848");
-        assert_eq!(parse_lsn("16/B374D848"), Some(0x16_B374_D848));
-        assert_eq!(parse_lsn("0/0"), Some(0));
-        assert_eq!(parse_lsn("x"), None);
+        push_line(
+            &mut v,
+            None,
+            b'I',
+            1,
+            &[Some(b"a\tb\nc\\"), None, Some(b"")],
+        );
+        push_line(&mut v, Some(0x10), b'D', 2, &[]);
+        assert_eq!(
+            String::from_utf8(v).unwrap(),
+            "snap I 1 a\\tb\\nc\\\\\t\\N\t\n10 D 2 \n"
+        );
     }
 }

@@ -20,7 +20,7 @@
 //! backoff and resumes from the slot; commits at or below `last_seen` were already handed to
 //! consumers by this process and are skipped.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -33,12 +33,13 @@ use bytes::Bytes;
 use crossbeam_channel::{self as channel, Receiver, Sender};
 use flushwatch::{Events, RecvTimeoutError};
 use flushwatch::{Config, Error as FwError, Event, FlushTracker, ShapeId, StallPolicy};
-use pgwire_replication::{Lsn as PLsn, ReplicationClient, ReplicationConfig, ReplicationEvent};
+use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent};
 
-use crate::consumer::{Consumer, Counters, Msg, Rebuilt, Wedge};
+use crate::consumer::{Consumer, Counters, Dead, Msg, Rebuilt, Wedge};
+use crate::files;
 use crate::pgoutput::{self, Message, Value};
 use crate::rebuild::{self, Snapshot};
-use crate::shapes::{Layout, Lsn, ShapeKey};
+use crate::shapes::{Layout, ShapeKey};
 
 /// Options of `pg-pipeline run` (parsed in `main.rs`).
 #[derive(Debug, Clone)]
@@ -63,13 +64,61 @@ pub struct RunOpts {
     /// Stop once every commit up to this position is durable and acknowledged.
     pub until: Option<u64>,
     pub status_interval: Duration,
-    /// `PG_PIPELINE_FAULT=kill-window`: abort right after acknowledging a watermark while a
-    /// caught-up shape's newest commit is not yet `fsync`ed.
-    pub fault_kill_window: bool,
+    /// A fault to inject (`PG_PIPELINE_FAULT`), see [`Fault`].
+    pub fault: Fault,
+    /// A fault fires only after this many commits streamed live (after the start-up replay).
     pub fault_after_commits: u64,
 }
 
-/// libpq-style `key=value` connection string, the parts the replication client needs.
+/// The faults `scripts/pg-e2e` injects (`PG_PIPELINE_FAULT`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Fault {
+    None,
+    /// `kill-window`: abort right after the server confirmed a watermark while a caught-up
+    /// shape's newest commit (streamed live, not replayed) is not yet `fsync`ed.
+    KillWindow,
+    /// `marker-window`: abort right after the first acknowledgement that passes an evicted
+    /// shape (the server confirmed it), before its rebuild starts.
+    MarkerWindow,
+    /// `power-loss` with `PG_PIPELINE_FAULT_AT_MS`: lose what was not synced, this long
+    /// after the stream started.
+    PowerLossAt(Duration),
+    /// `power-loss-after-ack`: lose what was not synced, right after an acknowledgement the
+    /// server confirmed.
+    PowerLossAfterAck,
+    /// `io-error`: the sync of consumer 1's 20th round fails.
+    IoError,
+}
+
+impl Fault {
+    /// From `PG_PIPELINE_FAULT` and `PG_PIPELINE_FAULT_AT_MS`.
+    pub fn from_env() -> Result<Fault> {
+        let at_ms = std::env::var("PG_PIPELINE_FAULT_AT_MS").ok();
+        Ok(match std::env::var("PG_PIPELINE_FAULT").unwrap_or_default().as_str() {
+            "" => Fault::None,
+            "kill-window" => Fault::KillWindow,
+            "marker-window" => Fault::MarkerWindow,
+            "power-loss" => {
+                let ms: u64 = at_ms
+                    .context("PG_PIPELINE_FAULT=power-loss needs PG_PIPELINE_FAULT_AT_MS")?
+                    .parse()
+                    .context("PG_PIPELINE_FAULT_AT_MS")?;
+                Fault::PowerLossAt(Duration::from_millis(ms))
+            }
+            "power-loss-after-ack" => Fault::PowerLossAfterAck,
+            "io-error" => Fault::IoError,
+            other => bail!(
+                "PG_PIPELINE_FAULT={other}: expected kill-window, marker-window, power-loss, power-loss-after-ack or io-error"
+            ),
+        })
+    }
+    fn power_loss(self) -> bool {
+        matches!(self, Fault::PowerLossAt(_) | Fault::PowerLossAfterAck)
+    }
+}
+
+/// What the replication client needs of a connection string (libpq `key=value` or a
+/// `postgresql://` URI, as `postgres::Config` parses them: quoted values, URIs, defaults).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnParts {
     pub host: String,
@@ -80,31 +129,35 @@ pub struct ConnParts {
 }
 
 pub fn parse_conn(conn: &str) -> Result<ConnParts> {
-    let mut p = ConnParts {
-        host: "127.0.0.1".into(),
-        port: 5432,
-        user: std::env::var("USER").unwrap_or_else(|_| "postgres".into()),
-        password: String::new(),
-        dbname: String::new(),
-    };
-    for kv in conn.split_whitespace() {
-        let Some((k, v)) = kv.split_once('=') else {
-            bail!("connection string: expected key=value, got {kv:?}");
-        };
-        let v = v.trim_matches('\'').to_string();
-        match k {
-            "host" | "hostaddr" => p.host = v,
-            "port" => p.port = v.parse().context("connection string: port")?,
-            "user" => p.user = v,
-            "password" => p.password = v,
-            "dbname" => p.dbname = v,
-            _ => {} // sslmode, application_name, ...: not needed by the replication client
+    let c: postgres::Config = conn.parse().context("connection string")?;
+    let host = match c.get_hosts().first() {
+        None => "localhost".to_string(),
+        Some(postgres::config::Host::Tcp(h)) => h.clone(),
+        #[cfg(unix)]
+        Some(postgres::config::Host::Unix(p)) => {
+            bail!(
+                "connection string: host {} is a Unix socket; the replication client needs TCP",
+                p.display()
+            )
         }
-    }
-    if p.dbname.is_empty() {
-        p.dbname = p.user.clone();
-    }
-    Ok(p)
+    };
+    let user = match c.get_user() {
+        Some(u) => u.to_string(),
+        None => std::env::var("USER").unwrap_or_else(|_| "postgres".into()),
+    };
+    let password = match c.get_password() {
+        Some(p) => {
+            String::from_utf8(p.to_vec()).context("connection string: password is not UTF-8")?
+        }
+        None => String::new(),
+    };
+    Ok(ConnParts {
+        host,
+        port: c.get_ports().first().copied().unwrap_or(5432),
+        dbname: c.get_dbname().map_or_else(|| user.clone(), str::to_string),
+        user,
+        password,
+    })
 }
 
 /// One decoded transaction: its xid, commit, and lines per shape.
@@ -167,6 +220,23 @@ struct Reader {
     /// The open transaction: (xid, lines per shape in first-touched order).
     open: Option<(u32, ShapeLines)>,
     fault_fired: bool,
+    /// The server's WAL position when this process started: commits above it are streamed
+    /// live, not replayed from before the start.
+    live_from: u64,
+    /// Commits above `live_from` so far.
+    live_commits: u64,
+    /// Death notices of consumers (`consumer.rs`).
+    dead: Receiver<Dead>,
+    /// `last_seen` when a shape was first evicted or went down: an acknowledgement at or past
+    /// it passed that shape (for the marker-window fault).
+    passed_evicted: Option<u64>,
+    /// How many rebuild snapshots had transactions in progress.
+    in_progress_snapshots: u64,
+    dead_consumers: Vec<bool>,
+    /// Snapshots copied, waiting for the stream to pass their `settled` position.
+    settling: Vec<rebuild::Done>,
+    /// A fault `ack` decided to fire (see `after_ack`), with the acknowledged watermark.
+    fire_after_ack: Option<u64>,
     clock: quanta::Clock,
 }
 
@@ -187,7 +257,8 @@ pub fn run(o: RunOpts) -> Result<()> {
         fs::create_dir_all(layout.dir(&o.out, t as u16))?;
     }
     // Slot and publication, and where to resume: the slot's confirmed position.
-    let mut sql = postgres::Client::connect(&o.conn, postgres::NoTls).context("connecting to PostgreSQL")?;
+    let mut sql =
+        postgres::Client::connect(&o.conn, postgres::NoTls).context("connecting to PostgreSQL")?;
     ensure_slot(&mut sql, &o.slot, &o.publication, o.create_slot)?;
     let start: u64 = {
         let row = sql.query_one(
@@ -195,9 +266,18 @@ pub fn run(o: RunOpts) -> Result<()> {
             &[&o.slot],
         )?;
         let s: String = row.get(0);
-        crate::shapes::parse_lsn(&s).context("confirmed_flush_lsn")?
+        Lsn::parse(&s).context("confirmed_flush_lsn")?.as_u64()
+    };
+    let live_from: u64 = {
+        let s: String = sql
+            .query_one("SELECT pg_current_wal_lsn()::text", &[])?
+            .get(0);
+        Lsn::parse(&s).context("pg_current_wal_lsn")?.as_u64()
     };
     drop(sql);
+    if o.fault.power_loss() {
+        files::simulate_power_loss();
+    }
 
     let tracker: FlushTracker<ShapeKey> = FlushTracker::new(
         Config::default()
@@ -217,6 +297,7 @@ pub fn run(o: RunOpts) -> Result<()> {
     });
     let mut txs = Vec::with_capacity(o.consumers);
     let mut consumers = Vec::with_capacity(o.consumers);
+    let (dead_tx, dead_rx) = channel::unbounded();
     for i in 0..o.consumers {
         let (tx, rx) = channel::unbounded();
         txs.push(tx);
@@ -228,13 +309,18 @@ pub fn run(o: RunOpts) -> Result<()> {
             wedge: wedge.clone(),
             stop: stop.clone(),
             counters: counters.clone(),
+            layout: layout.clone(),
+            out: o.out.clone(),
+            dead: dead_tx.clone(),
+            fail_at_round: (o.fault == Fault::IoError && i == 1).then_some(20),
         };
-        consumers.push(thread::Builder::new().name(format!("consumer-{i}")).spawn(move || {
-            if let Err(e) = c.run() {
-                log!("consumer {i}: failed: {e:#}");
-            }
-        })?);
+        consumers.push(
+            thread::Builder::new()
+                .name(format!("consumer-{i}"))
+                .spawn(move || c.run())?,
+        );
     }
+    drop(dead_tx);
 
     // Every shape is registered up front, except those whose marker says "rebuild me".
     let mut routes = Vec::with_capacity(layout.count());
@@ -304,7 +390,9 @@ pub fn run(o: RunOpts) -> Result<()> {
             .spawn(move || rebuild::worker(conn, layout, out, rb_rx, done_tx))?;
     }
     if !invalid.is_empty() {
-        let _ = rb_tx.send(rebuild::Request { keys: invalid.clone() });
+        let _ = rb_tx.send(rebuild::Request {
+            keys: invalid.clone(),
+        });
     }
 
     let stats = Arc::new(ReaderStats::default());
@@ -325,6 +413,14 @@ pub fn run(o: RunOpts) -> Result<()> {
         acked: start,
         open: None,
         fault_fired: false,
+        live_from,
+        live_commits: 0,
+        dead: dead_rx,
+        passed_evicted: None,
+        in_progress_snapshots: 0,
+        dead_consumers: vec![false; o.consumers],
+        settling: Vec::new(),
+        fire_after_ack: None,
         clock: quanta::Clock::new(),
     };
     if let Some(n) = (!invalid.is_empty()).then_some(invalid.len()) {
@@ -337,7 +433,21 @@ pub fn run(o: RunOpts) -> Result<()> {
         log!("start: {n} shape(s) rebuilt from a snapshot before streaming");
         reader.finish_rebuild(done)?;
     }
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    if let Fault::PowerLossAt(after) = o.fault {
+        // Counted from here: the start-up (files opened, interrupted rebuilds done) is over.
+        thread::Builder::new()
+            .name("power-loss".into())
+            .spawn(move || {
+                thread::sleep(after);
+                files::power_loss(&format!(
+                    "{} ms after the stream started",
+                    after.as_millis()
+                ));
+            })?;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let started = Instant::now();
     let result = rt.block_on(reader.stream(start));
     let elapsed = started.elapsed();
@@ -380,9 +490,17 @@ pub fn run(o: RunOpts) -> Result<()> {
 }
 
 /// Checks that `slot` is a logical `pgoutput` slot and that the publication exists.
-fn ensure_slot(client: &mut postgres::Client, slot: &str, publication: &str, create: bool) -> Result<()> {
+fn ensure_slot(
+    client: &mut postgres::Client,
+    slot: &str,
+    publication: &str,
+    create: bool,
+) -> Result<()> {
     if client
-        .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&publication])?
+        .query_opt(
+            "SELECT 1 FROM pg_publication WHERE pubname = $1",
+            &[&publication],
+        )?
         .is_none()
     {
         bail!("no publication {publication}: CREATE PUBLICATION {publication} FOR TABLE ...");
@@ -429,20 +547,22 @@ impl Reader {
             )
             .with_port(parts.port)
             // The server resumes from the slot's confirmed position whatever we ask for.
-            .with_start_lsn(PLsn::from_u64(self.acked.max(start)))
-            .with_ack_lsn(PLsn::from_u64(self.acked))
+            .with_start_lsn(Lsn::from_u64(self.acked.max(start)))
+            .with_ack_lsn(Lsn::from_u64(self.acked))
             .with_status_interval(self.o.ack_interval)
             .with_wakeup_interval(Duration::from_secs(1))
             .with_application_name(format!("pg-pipeline-{}", self.o.slot));
             let mut client = match ReplicationClient::connect(cfg).await {
                 Ok(c) => c,
                 Err(e) => {
-                    self.reconnect_wait(&format!("connect: {e}"), &mut backoff).await;
+                    self.reconnect_wait(&format!("connect: {e}"), &mut backoff)
+                        .await;
                     continue;
                 }
             };
             if let Err(e) = client.wait_started().await {
-                self.reconnect_wait(&format!("start: {e}"), &mut backoff).await;
+                self.reconnect_wait(&format!("start: {e}"), &mut backoff)
+                    .await;
                 continue;
             }
             log!("stream: started at {}", Lsn(self.acked.max(start)));
@@ -453,6 +573,9 @@ impl Reader {
                     biased;
                     _ = tick.tick() => {
                         self.housekeeping(&client)?;
+                        if let Some(w) = self.fire_after_ack.take() {
+                            self.after_ack(w).await?;
+                        }
                         if last_status.elapsed() >= self.o.status_interval {
                             last_status = Instant::now();
                             self.log_status();
@@ -487,8 +610,12 @@ impl Reader {
                 Ok(true) => {
                     // Stop: let the consumers' last round land, acknowledge, then close.
                     let (tracker, target) = (self.tracker.clone(), self.tracker.last_seen());
-                    let w = tokio::task::spawn_blocking(move || tracker.wait_watermark(target, Duration::from_secs(2))).await?;
-                    client.update_applied_lsn(PLsn::from_u64(w));
+                    let w = tokio::task::spawn_blocking(move || {
+                        tracker.wait_watermark(target, Duration::from_secs(2))
+                    })
+                    .await?;
+                    self.settle()?;
+                    self.ack(w, &client);
                     tokio::time::sleep(self.o.ack_interval * 2).await;
                     log!("ack: final {}", Lsn(w));
                     let _ = client.shutdown().await;
@@ -511,19 +638,19 @@ impl Reader {
         *backoff = (*backoff * 2).min(Duration::from_secs(2));
     }
 
-    /// Periodic work: acknowledge, start and finish rebuilds.
+    /// Periodic work: acknowledge (after `settle`), start and finish rebuilds.
     fn housekeeping(&mut self, client: &ReplicationClient) -> Result<()> {
         let w = self.tracker.watermark();
-        if w > self.acked {
-            client.update_applied_lsn(PLsn::from_u64(w));
-            self.acked = w;
-        }
-        while let Ok(key) = self.rebuild_requests.try_recv() {
-            self.start_rebuild(key)?;
+        self.settle()?;
+        self.ack(w, client);
+        if self.o.fault == Fault::MarkerWindow {
+            // The fault crashes after an acknowledgement passes an ended shape and before its
+            // rebuild: none completes meanwhile.
+            return Ok(());
         }
         while let Ok(done) = self.rebuild_done.try_recv() {
             match done {
-                Ok(done) => self.finish_rebuild(done)?,
+                Ok(done) => self.settling.push(done),
                 Err(e) => {
                     // Ask again; the shape keeps buffering meanwhile.
                     log!("rebuild: failed, retrying: {e:#}");
@@ -531,38 +658,199 @@ impl Reader {
                         .o
                         .layout
                         .keys()
-                        .filter(|k| matches!(self.routes[index(&self.o.layout, *k)], Route::Rebuilding { .. }))
+                        .filter(|k| {
+                            matches!(
+                                self.routes[index(&self.o.layout, *k)],
+                                Route::Rebuilding { .. }
+                            )
+                        })
                         .collect();
                     let _ = self.rebuild_tx.send(rebuild::Request { keys });
                 }
             }
         }
+        // A snapshot's rebuild completes once the stream has passed the position where its
+        // transactions in progress had ended: the buffer then holds every one of them.
+        let last_seen = self.tracker.last_seen();
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.settling)
+            .into_iter()
+            .partition(|d| last_seen >= d.settled);
+        self.settling = waiting;
+        for done in ready {
+            self.finish_rebuild(done)?;
+        }
         Ok(())
     }
 
-    fn start_rebuild(&mut self, key: ShapeKey) -> Result<()> {
+    /// Hands `w` (read *before* the `settle` that preceded this call) to the replication
+    /// client.
+    fn ack(&mut self, w: u64, client: &ReplicationClient) {
+        if w <= self.acked {
+            return;
+        }
+        client.update_applied_lsn(Lsn::from_u64(w));
+        self.acked = w;
+        let fire = match self.o.fault {
+            _ if self.fault_fired => false,
+            Fault::MarkerWindow => self.passed_evicted.is_some_and(|p| w >= p),
+            Fault::PowerLossAfterAck => self.live_commits > self.o.fault_after_commits,
+            _ => false,
+        };
+        if fire {
+            self.fault_fired = true;
+            self.fire_after_ack = Some(w);
+        }
+    }
+
+    /// Takes every shape that no longer counts in the watermark out of its route, its rebuild
+    /// marker durable, and asks for its rebuild. Called between reading a watermark and
+    /// acknowledging it: a shape evicted by the scanner is unregistered before the scan
+    /// publishes a watermark that no longer counts it, so the sweep below finds every shape
+    /// the watermark read before it has passed; a consumer that died marked its shapes before
+    /// letting their writers go. So no acknowledgement passes a shape that ended before its
+    /// marker is durable.
+    fn settle(&mut self) -> Result<()> {
+        let layout = self.o.layout.clone();
+        let mut ended: Vec<ShapeKey> = Vec::new();
+        let mut marked: HashSet<ShapeKey> = HashSet::new();
+        while let Ok(d) = self.dead.try_recv() {
+            if !self.dead_consumers[d.consumer] {
+                log!(
+                    "rebuild: consumer {} is dead; its shapes are rebuilt elsewhere",
+                    d.consumer
+                );
+            }
+            self.healthy[d.consumer] = false;
+            self.dead_consumers[d.consumer] = true;
+            marked.extend(d.marked);
+        }
+        while let Ok(key) = self.rebuild_requests.try_recv() {
+            ended.push(key);
+        }
+        for (i, key) in layout.keys().enumerate() {
+            if let Route::Live { id, consumer, .. } = &self.routes[i] {
+                if self.dead_consumers[*consumer] || self.tracker.id_of(&key) != Some(*id) {
+                    ended.push(key);
+                }
+            }
+        }
+        ended.sort_unstable();
+        ended.dedup();
+        ended.retain(|k| matches!(self.routes[index(&layout, *k)], Route::Live { .. }));
+        if ended.is_empty() {
+            return Ok(());
+        }
+        let unmarked: Vec<ShapeKey> = ended
+            .iter()
+            .filter(|k| !marked.contains(k))
+            .copied()
+            .collect();
+        rebuild::mark_invalid(&layout, &self.o.out, &unmarked)?;
+        // Each of them was sent nothing beyond what `track` has seen so far.
+        self.passed_evicted.get_or_insert(self.tracker.last_seen());
+        for key in &ended {
+            self.start_rebuild(*key);
+        }
+        log!(
+            "rebuild: {} shape(s) marked ({} by their dead consumer); snapshot requested",
+            ended.len(),
+            ended.len() - unmarked.len()
+        );
+        let _ = self.rebuild_tx.send(rebuild::Request { keys: ended });
+        Ok(())
+    }
+
+    /// Moves a shape whose marker is durable to `Rebuilding`.
+    fn start_rebuild(&mut self, key: ShapeKey) {
         let i = index(&self.o.layout, key);
         let Route::Live { consumer, .. } = self.routes[i] else {
-            return Ok(()); // already rebuilding
+            return; // already rebuilding
         };
         // Presumed wedged (or gone): give it nothing new.
         self.healthy[consumer] = false;
-        rebuild::mark_invalid(&self.o.layout, &self.o.out, key)?;
         let buffer: Vec<Arc<Txn>> = self
             .history
             .iter()
             .filter(|t| t.items.iter().any(|(k, _)| *k == key))
             .cloned()
             .collect();
-        log!("rebuild: {key} leaves consumer {consumer}; snapshot requested ({} recent transactions kept)", buffer.len());
+        log!(
+            "rebuild: {key} leaves consumer {consumer} ({} recent transactions kept)",
+            buffer.len()
+        );
         self.routes[i] = Route::Rebuilding { buffer };
-        let _ = self.rebuild_tx.send(rebuild::Request { keys: vec![key] });
-        Ok(())
+    }
+
+    /// The faults that fire right after an acknowledgement (`ack` decided), once the server
+    /// has it as the slot's `confirmed_flush_lsn`.
+    // The power-loss gate is held across the wait on purpose: the consumers (threads, not
+    // tasks) must stay stopped until the cut; nothing on this runtime takes it.
+    #[allow(clippy::await_holding_lock)]
+    async fn after_ack(&mut self, w: u64) -> Result<()> {
+        match self.o.fault {
+            Fault::MarkerWindow => {
+                let confirmed = self.wait_confirmed(w).await?;
+                log!(
+                    "fault: marker window: acknowledged {} (server confirmed_flush_lsn {}), past the shape(s) that ended at or before {}; aborting before their rebuild",
+                    Lsn(w),
+                    Lsn(confirmed),
+                    Lsn(self.passed_evicted.unwrap_or(0))
+                );
+                std::process::abort();
+            }
+            Fault::PowerLossAfterAck => {
+                // The power goes now; the acknowledgement is already on its way.
+                let gate = files::freeze();
+                let confirmed = self.wait_confirmed(w).await?;
+                files::power_loss_frozen(
+                    gate,
+                    &format!(
+                        "right after acknowledging {} (server confirmed_flush_lsn {})",
+                        Lsn(w),
+                        Lsn(confirmed)
+                    ),
+                );
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Waits (up to 20 s) until the server has at least `w` as the slot's
+    /// `confirmed_flush_lsn`; returns what it has.
+    async fn wait_confirmed(&self, w: u64) -> Result<u64> {
+        let (conn, slot) = (self.o.conn.clone(), self.o.slot.clone());
+        tokio::task::spawn_blocking(move || -> Result<u64> {
+            let mut c = postgres::Client::connect(&conn, postgres::NoTls)?;
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let s: String = c
+                    .query_one("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1", &[&slot])?
+                    .get(0);
+                let got = Lsn::parse(&s).map_or(0, Lsn::as_u64);
+                if got >= w || Instant::now() >= deadline {
+                    return Ok(got);
+                }
+                thread::sleep(Duration::from_millis(10));
+            }
+        })
+        .await?
     }
 
     fn finish_rebuild(&mut self, done: rebuild::Done) -> Result<()> {
         let snap: Arc<Snapshot> = Arc::new(done.snapshot);
-        log!("rebuild: snapshot copied {} row(s) for {} shape(s)", done.rows, done.files.len());
+        if !snap.xip.is_empty() {
+            self.in_progress_snapshots += 1;
+        }
+        let mut xip: Vec<u64> = snap.xip.iter().copied().collect();
+        xip.sort_unstable();
+        log!(
+            "rebuild: snapshot xmin={} xmax={} in-progress={} {xip:?} copied {} row(s) for {} shape(s)",
+            snap.xmin,
+            snap.xmax,
+            xip.len(),
+            done.rows,
+            done.files.len()
+        );
         for (key, tmp) in done.files {
             let i = index(&self.o.layout, key);
             let Route::Rebuilding { buffer } = &self.routes[i] else {
@@ -648,7 +936,11 @@ impl Reader {
                 };
                 self.commit(xid, commit, items, client).await?;
             }
-            ReplicationEvent::KeepAlive { wal_end, reply_requested, .. } => {
+            ReplicationEvent::KeepAlive {
+                wal_end,
+                reply_requested,
+                ..
+            } => {
                 // Outside a transaction, everything before wal_end has been sent: a position
                 // with nothing (more) for any shape.
                 let pos = wal_end.as_u64();
@@ -668,25 +960,71 @@ impl Reader {
 
     fn xlog(&mut self, data: &[u8]) -> Result<()> {
         let msg = pgoutput::decode(data)?;
-        let (rel, op, tuple) = match msg {
+        match msg {
             Message::Relation(r) => {
                 let route = self.o.layout.table_index(&r.qualified()).map(|t| {
-                    let kc = r.columns.iter().position(|c| *c == self.o.layout.key_column);
+                    let kc = r
+                        .columns
+                        .iter()
+                        .position(|c| *c == self.o.layout.key_column);
                     (t, kc)
                 });
                 let entry = match route {
                     Some((t, Some(kc))) => Some((t, kc)),
-                    Some((_, None)) => bail!("{} has no column {}", r.qualified(), self.o.layout.key_column),
+                    Some((_, None)) => bail!(
+                        "{} has no column {}",
+                        r.qualified(),
+                        self.o.layout.key_column
+                    ),
                     None => None,
                 };
                 self.relations.insert(r.id, entry);
-                return Ok(());
+                Ok(())
             }
-            Message::Insert { rel, new } => (rel, b'I', new),
-            Message::Update { rel, new, .. } => (rel, b'U', new),
-            Message::Delete { rel, old } => (rel, b'D', old),
-            Message::Truncate { .. } | Message::Other(_) => return Ok(()),
-        };
+            Message::Insert { rel, new } => self.change(rel, b'I', &new),
+            Message::Update { rel, old, new } => {
+                // A key that changed moves the row to another shape: gone from the old one.
+                if let (Some(old), Some(Some((_, kc)))) = (&old, self.relations.get(&rel)) {
+                    let (a, b) = (
+                        old.get(*kc).and_then(pgoutput::int_value),
+                        new.get(*kc).and_then(pgoutput::int_value),
+                    );
+                    if a.is_some() && a != b {
+                        self.change(rel, b'D', old)?;
+                    }
+                }
+                self.change(rel, b'U', &new)
+            }
+            Message::Delete { rel, old } => self.change(rel, b'D', &old),
+            Message::Truncate { rels } => {
+                // Every shape of each truncated table loses all its rows: one `T` line each.
+                for rel in rels {
+                    let Some(route) = self.relations.get(&rel) else {
+                        bail!("truncate of relation {rel} before its Relation message");
+                    };
+                    let Some((table, _)) = *route else { continue };
+                    let Some((_, items)) = self.open.as_mut() else {
+                        bail!("truncate outside a transaction");
+                    };
+                    for k in 0..self.o.layout.per_table {
+                        let shape = ShapeKey { table, k };
+                        let buf = shape_lines(items, shape);
+                        crate::shapes::push_line(buf, Some(PLACEHOLDER), b'T', 0, &[]);
+                    }
+                    log!(
+                        "stream: TRUNCATE of {} ({} shapes emptied)",
+                        self.o.layout.tables[table as usize],
+                        self.o.layout.per_table
+                    );
+                }
+                Ok(())
+            }
+            Message::Other(_) => Ok(()),
+        }
+    }
+
+    /// One row change (`I`, `U`, `D`) into its shape's lines of the open transaction.
+    fn change(&mut self, rel: u32, op: u8, tuple: &[Value<'_>]) -> Result<()> {
         let Some(route) = self.relations.get(&rel) else {
             bail!("change for relation {rel} before its Relation message");
         };
@@ -697,28 +1035,30 @@ impl Reader {
             bail!("row without an integer {}", self.o.layout.key_column);
         };
         let shape = self.o.layout.shape_of(table, key);
-        let cols: Vec<&[u8]> = tuple
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != kc)
-            .map(|(_, v)| match v {
-                Value::Text(t) | Value::Binary(t) => *t,
-                Value::Null | Value::Unchanged => &b""[..],
-            })
-            .collect();
+        // A delete carries only the key (replica identity): no payload.
+        let mut cols: Vec<Option<&[u8]>> = Vec::with_capacity(tuple.len());
+        if op != b'D' {
+            for (i, v) in tuple.iter().enumerate() {
+                if i == kc {
+                    continue;
+                }
+                cols.push(match v {
+                    Value::Text(t) | Value::Binary(t) => Some(*t),
+                    Value::Null => None,
+                    // The value is not in the message: writing anything would be a guess.
+                    Value::Unchanged => bail!(
+                        "{}: an update left a TOASTed column unchanged and pgoutput did not send it; pg-pipeline writes whole rows and cannot complete it",
+                        self.o.layout.tables[table as usize]
+                    ),
+                });
+            }
+        }
         let Some((_, items)) = self.open.as_mut() else {
             bail!("change outside a transaction");
         };
-        let buf = match items.iter_mut().find(|(k, _)| *k == shape) {
-            Some((_, b)) => b,
-            None => {
-                items.push((shape, Vec::new()));
-                &mut items.last_mut().expect("just pushed").1
-            }
-        };
         // The commit position is not known before the Commit message: a placeholder the
         // commit fills in (16 hex digits, rewritten in place).
-        crate::shapes::push_line(buf, Some(PLACEHOLDER), op, key, &cols);
+        crate::shapes::push_line(shape_lines(items, shape), Some(PLACEHOLDER), op, key, &cols);
         self.counters.rows.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -735,7 +1075,12 @@ impl Reader {
         let raw = self.clock.delta_as_nanos(t, self.clock.raw());
         let spent = raw.min(TRACK_CAP_NS);
         self.stats.track_ns.fetch_add(spent, Ordering::Relaxed);
-        let b = match raw { 0..=499 => 0, 500..=1999 => 1, 2000..=19999 => 2, _ => 3 };
+        let b = match raw {
+            0..=499 => 0,
+            500..=1999 => 1,
+            2000..=19999 => 2,
+            _ => 3,
+        };
         self.stats.hist[b].fetch_add(1, Ordering::Relaxed);
         self.stats.hist_ns[b].fetch_add(spent, Ordering::Relaxed);
         let tracked = r.with_context(|| format!("tracking {}", Lsn(commit)))?;
@@ -769,7 +1114,11 @@ impl Reader {
         for (key, _) in &txn.items {
             let mut dest = None;
             match &mut self.routes[index(&self.o.layout, *key)] {
-                Route::Live { id, consumer, filter } => {
+                Route::Live {
+                    id,
+                    consumer,
+                    filter,
+                } => {
                     if let Some(f) = filter {
                         if commit > f.lsn {
                             *filter = None;
@@ -781,7 +1130,7 @@ impl Reader {
                     }
                     dest = Some(*consumer);
                     ids.push(*id);
-                    if self.o.fault_kill_window
+                    if self.o.fault == Fault::KillWindow
                         && !self.fault_fired
                         && caught_up_shape.is_none()
                         && self.tracker.status(key).is_some_and(|s| !s.pending)
@@ -798,10 +1147,17 @@ impl Reader {
         // would report (never computed from `commit`: positions are sparse).
         let previous = self.timed_track(commit, &ids)?;
         self.stats.commits.fetch_add(1, Ordering::Relaxed);
-        let hold = self.o.fault_kill_window
+        if commit > self.live_from {
+            self.live_commits += 1;
+        }
+        // The kill window: only live (the start-up replay is over), and only where the
+        // acknowledgement to come (`previous`) is ahead of the last one, so that the server's
+        // position shows whether it was sent.
+        let hold = self.o.fault == Fault::KillWindow
             && !self.fault_fired
             && caught_up_shape.is_some()
-            && self.stats.commits.load(Ordering::Relaxed) > self.o.fault_after_commits;
+            && self.live_commits > self.o.fault_after_commits
+            && previous > self.acked;
         let mut per: Vec<Vec<(ShapeKey, Bytes)>> = vec![Vec::new(); self.txs.len()];
         for ((key, lines), dest) in txn.items.iter().zip(&to) {
             if let Some(c) = dest {
@@ -809,7 +1165,16 @@ impl Reader {
             }
         }
         for (c, items) in per.into_iter().enumerate() {
-            if !items.is_empty() && self.txs[c].send(Msg::Txn { commit, previous, hold, items }).is_err() {
+            if !items.is_empty()
+                && self.txs[c]
+                    .send(Msg::Txn {
+                        commit,
+                        previous,
+                        hold,
+                        items,
+                    })
+                    .is_err()
+            {
                 self.healthy[c] = false;
             }
         }
@@ -819,7 +1184,8 @@ impl Reader {
         self.history.push_back(txn.clone());
         if hold {
             self.fault_fired = true;
-            self.kill_window(&txn, previous, caught_up_shape.expect("checked"), client).await?;
+            self.kill_window(&txn, previous, caught_up_shape.expect("checked"), client)
+                .await?;
         }
         Ok(())
     }
@@ -828,7 +1194,13 @@ impl Reader {
     /// by the consumers, one of its shapes was caught up before it. Wait for the tracker to
     /// publish the highest safe watermark, acknowledge it, wait until the server has it as
     /// the slot's `confirmed_flush_lsn`, record the commit's rows, and die.
-    async fn kill_window(&mut self, txn: &Txn, previous: u64, shape: ShapeKey, client: &ReplicationClient) -> Result<()> {
+    async fn kill_window(
+        &mut self,
+        txn: &Txn,
+        previous: u64,
+        shape: ShapeKey,
+        client: &ReplicationClient,
+    ) -> Result<()> {
         log!("fault: kill window at commit {} (previous {}), caught-up shape {shape}; its lines are held", Lsn(txn.commit), Lsn(previous));
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut w = self.tracker.watermark();
@@ -840,33 +1212,19 @@ impl Reader {
         // unflushed commit) shows up now.
         tokio::time::sleep(self.o.scan_interval * 4).await;
         w = self.tracker.watermark();
-        client.update_applied_lsn(PLsn::from_u64(w));
-        self.acked = w;
+        self.settle()?;
+        self.ack(w, client);
         // Wait for the server to have it.
-        let (conn, slot) = (self.o.conn.clone(), self.o.slot.clone());
-        let confirmed = tokio::task::spawn_blocking(move || -> Result<u64> {
-            let mut c = postgres::Client::connect(&conn, postgres::NoTls)?;
-            let deadline = Instant::now() + Duration::from_secs(20);
-            loop {
-                let s: String = c
-                    .query_one("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1", &[&slot])?
-                    .get(0);
-                let got = crate::shapes::parse_lsn(&s).unwrap_or(0);
-                if got >= w || Instant::now() >= deadline {
-                    return Ok(got);
-                }
-                thread::sleep(Duration::from_millis(20));
-            }
-        })
-        .await??;
+        let confirmed = self.wait_confirmed(w).await?;
         let mut rec = format!(
             "commit={:x} previous={:x} acked={:x} confirmed={:x}\n",
             txn.commit, previous, w, confirmed
         );
         for (key, lines) in &txn.items {
             for line in String::from_utf8_lossy(lines).lines() {
-                let id = line.split(' ').nth(2).unwrap_or("");
-                rec.push_str(&format!("{} {} {id}\n", key.table, key.k));
+                let mut f = line.split(' ');
+                let (op, id) = (f.nth(1).unwrap_or(""), f.next().unwrap_or(""));
+                rec.push_str(&format!("{} {} {op} {id}\n", key.table, key.k));
             }
         }
         let path = self.o.out.join("kill-window.txt");
@@ -903,6 +1261,18 @@ impl Reader {
     }
 }
 
+/// The open transaction's lines for `shape`, created empty on its first change.
+fn shape_lines(items: &mut ShapeLines, shape: ShapeKey) -> &mut Vec<u8> {
+    let at = match items.iter().position(|(k, _)| *k == shape) {
+        Some(i) => i,
+        None => {
+            items.push((shape, Vec::new()));
+            items.len() - 1
+        }
+    };
+    &mut items[at].1
+}
+
 /// A commit position of 16 hex digits, replaced in place once the commit is known.
 const PLACEHOLDER: u64 = u64::MAX;
 
@@ -933,7 +1303,13 @@ fn watch_events(events: Events<ShapeKey>, rebuild: Sender<ShapeKey>, stop: &Atom
             Event::Suspected { key, idle } => {
                 log!("event: suspected {key} idle={:.3}s", idle.as_secs_f64())
             }
-            Event::Stalled { key, idle, flushed, sent, evicted } => {
+            Event::Stalled {
+                key,
+                idle,
+                flushed,
+                sent,
+                evicted,
+            } => {
                 log!(
                     "event: stalled {key} idle={:.3}s flushed={} sent={} evicted={evicted}",
                     idle.as_secs_f64(),
@@ -979,7 +1355,9 @@ pub fn cpu_interval(start: u64) -> u64 {
         v.sort_unstable();
         v[v.len() / 2]
     });
-    thread_cpu_ns().saturating_sub(start).saturating_sub(overhead)
+    thread_cpu_ns()
+        .saturating_sub(start)
+        .saturating_sub(overhead)
 }
 
 /// CPU time of the calling thread, nanoseconds.
@@ -1027,7 +1405,8 @@ mod tests {
 
     #[test]
     fn conn_strings() {
-        let p = parse_conn("host=127.0.0.1 port=5433 user=postgres dbname=app sslmode=disable").unwrap();
+        let p = parse_conn("host=127.0.0.1 port=5433 user=postgres dbname=app sslmode=disable")
+            .unwrap();
         assert_eq!(
             p,
             ConnParts {
@@ -1038,15 +1417,34 @@ mod tests {
                 dbname: "app".into()
             }
         );
+        // Quoted values with spaces and escaped quotes, as libpq takes them.
+        let p = parse_conn("host=db user=u password='a b\\'c' dbname = 'my db'").unwrap();
+        assert_eq!((p.password.as_str(), p.dbname.as_str()), ("a b'c", "my db"));
+        // URIs, with percent-encoding.
+        let p = parse_conn("postgresql://app:s%40cret@db.example:6543/orders").unwrap();
+        assert_eq!(
+            p,
+            ConnParts {
+                host: "db.example".into(),
+                port: 6543,
+                user: "app".into(),
+                password: "s@cret".into(),
+                dbname: "orders".into()
+            }
+        );
         assert!(parse_conn("host").is_err());
+        assert!(
+            parse_conn("host=/var/run/postgresql user=u").is_err(),
+            "Unix sockets: a clear error"
+        );
         assert_eq!(parse_conn("user=u").unwrap().dbname, "u");
     }
 
     #[test]
     fn placeholders_are_filled() {
         let mut v = Vec::new();
-        crate::shapes::push_line(&mut v, Some(PLACEHOLDER), b'I', 1, &[b"a"]);
-        crate::shapes::push_line(&mut v, Some(PLACEHOLDER), b'I', 2, &[b"b"]);
+        crate::shapes::push_line(&mut v, Some(PLACEHOLDER), b'I', 1, &[Some(b"a")]);
+        crate::shapes::push_line(&mut v, Some(PLACEHOLDER), b'I', 2, &[Some(b"b")]);
         fill_commit(&mut v, 0x1_6B37_4D48);
         assert_eq!(
             String::from_utf8(v).unwrap(),

@@ -1,5 +1,7 @@
 //! `setup`, `workload` and `backlog`: test tables, a publication, and transactions into them.
 
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -25,8 +27,14 @@ pub fn setup(conn: &str, tables: &[String], publication: &str) -> Result<()> {
         ))?;
     }
     let list: Vec<String> = tables.iter().map(|t| quote_qualified(t)).collect();
-    client.batch_execute(&format!("CREATE PUBLICATION {pubq} FOR TABLE {}", list.join(", ")))?;
-    eprintln!("setup: created {} tables and publication {publication}", tables.len());
+    client.batch_execute(&format!(
+        "CREATE PUBLICATION {pubq} FOR TABLE {}",
+        list.join(", ")
+    ))?;
+    eprintln!(
+        "setup: created {} tables and publication {publication}",
+        tables.len()
+    );
     Ok(())
 }
 
@@ -40,85 +48,250 @@ pub struct WorkloadOpts {
     pub payload: usize,
     pub rollback_every: u64,
     pub seed: u64,
+    /// Connections: one runs long transactions (in progress at snapshots), the others share
+    /// `rate`.
+    pub connections: usize,
+    /// `TRUNCATE` the last table once, this many seconds in.
+    pub truncate_at: Option<Duration>,
 }
 
-/// Runs the workload; prints a summary line at the end. A lost connection (a server restart)
-/// is retried: the transaction in flight may or may not have committed, which is fine, the
-/// checks compare the files with the tables.
+/// Counters of all connections. `Relaxed`: statistics.
+#[derive(Default)]
+struct Totals {
+    committed: AtomicU64,
+    rolled_back: AtomicU64,
+    inserts: AtomicU64,
+    updates: AtomicU64,
+    deletes: AtomicU64,
+    truncates: AtomicU64,
+    long: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// Runs the workload on several connections; prints a summary line at the end. Transactions
+/// insert, update and delete rows (never one key twice in a transaction); one connection keeps
+/// long transactions open (touching 40 rows of a table each), so that snapshots see
+/// transactions in progress. A lost connection (a server restart) is retried: the transaction
+/// in flight may or may not have committed, which is fine, the checks compare the files with
+/// the tables.
 pub fn run(o: &WorkloadOpts) -> Result<()> {
-    let mut rng = o.seed.max(1);
     let started = Instant::now();
-    let (mut committed, mut rolled_back, mut rows, mut errors) = (0u64, 0u64, 0u64, 0u64);
-    let mut n = 0u64;
-    let mut last_log = Instant::now();
+    // Keys are identities: pick updated and deleted ones up to the highest inserted so far.
+    let mut start_max = Vec::new();
+    {
+        let mut c = Client::connect(&o.conn, NoTls).context("connecting to PostgreSQL")?;
+        for t in &o.tables {
+            let m: i64 = c
+                .query_one(
+                    &format!(
+                        "SELECT coalesce(max(id), 0)::bigint FROM {}",
+                        quote_qualified(t)
+                    ),
+                    &[],
+                )?
+                .get(0);
+            start_max.push(AtomicI64::new(m));
+        }
+    }
+    let max_ids = Arc::new(start_max);
+    let totals = Arc::new(Totals::default());
+    let conns = o.connections.max(1);
+    let fast = if conns > 1 { conns - 1 } else { 1 };
+    thread::scope(|s| {
+        for c in 0..conns {
+            let (max_ids, totals) = (max_ids.clone(), totals.clone());
+            let long = conns > 1 && c == conns - 1;
+            s.spawn(move || connection(o, c, long, fast, started, &max_ids, &totals));
+        }
+        let mut last_log = Instant::now();
+        while started.elapsed() < o.duration {
+            thread::sleep(Duration::from_millis(100));
+            if last_log.elapsed() >= Duration::from_secs(5) {
+                last_log = Instant::now();
+                eprintln!(
+                    "workload: t={:.0}s {}",
+                    started.elapsed().as_secs_f64(),
+                    summary(&totals)
+                );
+            }
+        }
+    });
+    let secs = started.elapsed().as_secs_f64();
+    let committed = totals.committed.load(Ordering::Relaxed);
+    if totals.errors.load(Ordering::Relaxed) > 2000 {
+        anyhow::bail!("workload: too many errors: {}", summary(&totals));
+    }
+    println!(
+        "workload: done in {secs:.1}s ({:.0}/s) {}",
+        committed as f64 / secs,
+        summary(&totals)
+    );
+    Ok(())
+}
+
+fn summary(t: &Totals) -> String {
+    let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    format!(
+        "committed={} rolled_back={} inserts={} updates={} deletes={} truncates={} long_transactions={} errors={}",
+        g(&t.committed),
+        g(&t.rolled_back),
+        g(&t.inserts),
+        g(&t.updates),
+        g(&t.deletes),
+        g(&t.truncates),
+        g(&t.long),
+        g(&t.errors)
+    )
+}
+
+/// One connection's loop until the workload's end.
+fn connection(
+    o: &WorkloadOpts,
+    c: usize,
+    long: bool,
+    fast: usize,
+    started: Instant,
+    max_ids: &[AtomicI64],
+    totals: &Totals,
+) {
+    let mut rng = o.seed.max(1) ^ ((c as u64 + 1) * 0x9E37_79B9_7F4A_7C15);
+    let rate = o.rate / fast as f64;
+    let nt = o.tables.len() as u64;
     let mut client: Option<Client> = None;
+    let mut n = 0u64;
+    let mut truncated = false;
+    let add = |a: &AtomicU64, v: u64| a.fetch_add(v, Ordering::Relaxed);
     while started.elapsed() < o.duration {
-        let due = Duration::from_secs_f64(n as f64 / o.rate);
-        if let Some(wait) = due.checked_sub(started.elapsed()) {
-            thread::sleep(wait);
+        if !long {
+            let due = Duration::from_secs_f64(n as f64 / rate);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                thread::sleep(wait);
+            }
         }
         n += 1;
         if client.as_ref().is_none_or(|c| c.is_closed()) {
             match Client::connect(&o.conn, NoTls) {
                 Ok(c) => client = Some(c),
-                Err(e) => {
-                    errors += 1;
-                    if errors > 2000 {
-                        return Err(e).context("workload: cannot reconnect");
-                    }
+                Err(_) => {
+                    add(&totals.errors, 1);
                     thread::sleep(Duration::from_millis(100));
                     continue;
                 }
             }
         }
-        let c = client.as_mut().expect("connected");
-        // One or two distinct tables, one to three rows each.
-        let first = (xorshift(&mut rng) % o.tables.len() as u64) as usize;
-        let mut touched = vec![first];
-        if o.tables.len() > 1 && xorshift(&mut rng) % 2 == 0 {
-            touched.push((first + 1 + (xorshift(&mut rng) % (o.tables.len() as u64 - 1)) as usize) % o.tables.len());
-        }
-        let rollback = o.rollback_every > 0 && n % o.rollback_every == 0;
-        let mut sql = String::from("BEGIN;");
-        let mut tx_rows = 0;
-        for &t in &touched {
-            for _ in 0..1 + xorshift(&mut rng) % 3 {
-                sql.push_str(&format!(
-                    "INSERT INTO {} (payload) VALUES ('{}');",
-                    quote_qualified(&o.tables[t]),
-                    payload(n, o.payload)
-                ));
-                tx_rows += 1;
+        let cl = client.as_mut().expect("connected");
+        let pick_ids = |rng: &mut u64, t: usize, k: u64| -> String {
+            let max = max_ids[t].load(Ordering::Relaxed).max(1) as u64;
+            let mut ids: Vec<u64> = (0..k).map(|_| 1 + xorshift(rng) % max).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+        };
+        let tag = format!("c{c}.{n}");
+        let result = if long {
+            // Long: 40 rows of one table updated, held open a quarter of a second.
+            let t = (xorshift(&mut rng) % nt) as usize;
+            let ids = pick_ids(&mut rng, t, 40);
+            let sql = format!(
+                "BEGIN; UPDATE {} SET payload = '{}' WHERE id IN ({ids});",
+                quote_qualified(&o.tables[t]),
+                payload(&tag, o.payload)
+            );
+            cl.batch_execute(&sql)
+                .and_then(|()| {
+                    thread::sleep(Duration::from_millis(250));
+                    cl.batch_execute("COMMIT")
+                })
+                .map(|()| {
+                    add(&totals.long, 1);
+                    add(&totals.updates, 40);
+                    true
+                })
+        } else if c == 0 && !truncated && o.truncate_at.is_some_and(|at| started.elapsed() >= at) {
+            truncated = true;
+            let t = o.tables.len() - 1;
+            cl.batch_execute(&format!("TRUNCATE {}", quote_qualified(&o.tables[t])))
+                .map(|()| {
+                    add(&totals.truncates, 1);
+                    true
+                })
+        } else {
+            let rollback = o.rollback_every > 0 && n.is_multiple_of(o.rollback_every);
+            let kind = xorshift(&mut rng) % 100;
+            let mut sql = String::from("BEGIN;");
+            let (mut ins, mut upd, mut del) = (0, 0, 0);
+            if kind < 60 {
+                // Inserts into one or two distinct tables, one to three rows each.
+                let first = (xorshift(&mut rng) % nt) as usize;
+                let mut touched = vec![first];
+                if nt > 1 && xorshift(&mut rng).is_multiple_of(2) {
+                    touched
+                        .push((first + 1 + (xorshift(&mut rng) % (nt - 1)) as usize) % nt as usize);
+                }
+                for &t in &touched {
+                    for _ in 0..1 + xorshift(&mut rng) % 3 {
+                        sql.push_str(&format!(
+                            "INSERT INTO {} (payload) VALUES ('{}');",
+                            quote_qualified(&o.tables[t]),
+                            payload(&tag, o.payload)
+                        ));
+                        ins += 1;
+                    }
+                }
+            } else {
+                let t = (xorshift(&mut rng) % nt) as usize;
+                let q = quote_qualified(&o.tables[t]);
+                if kind < 88 {
+                    let k = 1 + xorshift(&mut rng) % 3;
+                    let ids = pick_ids(&mut rng, t, k);
+                    sql.push_str(&format!(
+                        "UPDATE {q} SET payload = '{}' WHERE id IN ({ids});",
+                        payload(&tag, o.payload)
+                    ));
+                    upd += 1;
+                } else {
+                    let k = 1 + xorshift(&mut rng) % 2;
+                    let ids = pick_ids(&mut rng, t, k);
+                    sql.push_str(&format!("DELETE FROM {q} WHERE id IN ({ids});"));
+                    del += 1;
+                }
             }
-        }
-        sql.push_str(if rollback { "ROLLBACK;" } else { "COMMIT;" });
-        match c.batch_execute(&sql) {
-            Ok(()) if rollback => rolled_back += 1,
-            Ok(()) => {
-                committed += 1;
-                rows += tx_rows;
+            sql.push_str(if rollback { "ROLLBACK;" } else { "COMMIT;" });
+            cl.batch_execute(&sql).map(|()| {
+                if rollback {
+                    add(&totals.rolled_back, 1);
+                    return false;
+                }
+                add(&totals.inserts, ins);
+                add(&totals.updates, upd);
+                add(&totals.deletes, del);
+                true
+            })
+        };
+        match result {
+            Ok(committed) => {
+                if committed {
+                    add(&totals.committed, 1);
+                }
             }
             Err(e) => {
-                errors += 1;
-                eprintln!("workload: {e}; reconnecting");
-                client = None;
-                thread::sleep(Duration::from_millis(100));
+                add(&totals.errors, 1);
+                eprintln!("workload: connection {c}: {e}");
+                // An error inside BEGIN ... COMMIT leaves the transaction open and aborted.
+                if cl.batch_execute("ROLLBACK").is_err() {
+                    client = None;
+                    thread::sleep(Duration::from_millis(100));
+                }
             }
         }
-        if last_log.elapsed() >= Duration::from_secs(5) {
-            last_log = Instant::now();
-            eprintln!(
-                "workload: t={:.0}s committed={committed} rolled_back={rolled_back} rows={rows} errors={errors}",
-                started.elapsed().as_secs_f64()
-            );
+        // Inserted identities: the estimate of the highest key moves with the inserts.
+        if !long {
+            let m: u64 = totals.inserts.load(Ordering::Relaxed) / nt.max(1);
+            for a in max_ids {
+                a.fetch_max(m as i64, Ordering::Relaxed);
+            }
         }
     }
-    let secs = started.elapsed().as_secs_f64();
-    println!(
-        "workload: done in {secs:.1}s committed={committed} ({:.0}/s) rolled_back={rolled_back} rows={rows} errors={errors}",
-        committed as f64 / secs
-    );
-    Ok(())
 }
 
 /// `transactions` small transactions (1 or 2 tables, 1 to 3 rows each), committed one by one
@@ -165,7 +338,9 @@ pub fn backlog(conn: &str, tables: &[String], transactions: u64, payload_len: us
         ba = branch("a", "x"),
         bb = branch("b", "y"),
     ))?;
-    let end: String = client.query_one("SELECT pg_current_wal_lsn()::text", &[])?.get(0);
+    let end: String = client
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])?
+        .get(0);
     eprintln!(
         "backlog: {transactions} transactions in {:.1}s",
         started.elapsed().as_secs_f64()
@@ -174,8 +349,8 @@ pub fn backlog(conn: &str, tables: &[String], transactions: u64, payload_len: us
     Ok(())
 }
 
-fn payload(n: u64, len: usize) -> String {
-    let mut s = format!("tx{n}:");
+fn payload(tag: &str, len: usize) -> String {
+    let mut s = format!("{tag}:");
     while s.len() < len {
         s.push_str("abcdefghijklmnopqrstuvwxyz0123456789");
     }
