@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use crossbeam_channel::{self as channel, Receiver, Sender};
-use flushwatch::{Events, RecvTimeoutError};
 use flushwatch::{Config, Error as FwError, Event, FlushTracker, ShapeId, StallPolicy};
+use flushwatch::{Events, RecvTimeoutError};
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent};
 
 use crate::consumer::{Consumer, Counters, Dead, Msg, Rebuilt, Wedge};
