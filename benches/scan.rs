@@ -14,14 +14,21 @@
 //! The counting allocator costs one relaxed atomic add per allocation; `scan`, the only code
 //! timed here, allocates nothing in the steady state (checked below).
 //!
-//! Run: `cargo bench --bench scan`.
+//! `scan_cold`: the same scans with other memory walked between them, as in a pipeline where
+//! other work runs between scans. Before each timed scan (outside the timed region) a pass reads
+//! one 64-byte line per registered shape in another allocation, which evicts the slots' lines
+//! from L1 and L2 and their pages from the TLB; the line floor gets the same treatment in the
+//! same run. Whether the slots also leave the last-level cache depends on its size: the pass
+//! over 1M lines is 64 MiB, over 100k 6.4 MiB (see `BENCHMARKS.md` for the host measured).
+//!
+//! Run: `cargo bench --bench scan` (`-- scan_cold` for the cold group only).
 
 mod baselines;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use baselines::{
     floor_scan, flushwatch_tracked, Dash, Design, Electric, FloorSlot, MutexMap, Shape,
@@ -262,6 +269,70 @@ fn bench_scan(c: &mut Criterion) {
     g.finish();
 }
 
+/// Registered shapes in the cold group.
+const COLD_SIZES: [usize; 2] = [100_000, 1_000_000];
+
+/// One line of the other allocation that the cold group walks between scans.
+#[repr(align(64))]
+struct Line([u64; 8]);
+
+/// Reads one word of every line: each line is brought into L1, evicting what was there (the
+/// hardware prefetcher follows the sequential walk, so the pass itself is fast).
+fn walk(lines: &[Line]) -> u64 {
+    lines
+        .iter()
+        .fold(0u64, |sum, line| sum.wrapping_add(black_box(line).0[0]))
+}
+
+/// Times `scan` alone, after a [`walk`] over `lines` before each call (not timed).
+fn cold<R>(b: &mut criterion::Bencher<'_>, lines: &[Line], mut scan: impl FnMut() -> R) {
+    b.iter_custom(|iters| {
+        let mut timed = Duration::ZERO;
+        for _ in 0..iters {
+            black_box(walk(black_box(lines)));
+            let start = Instant::now();
+            black_box(scan());
+            timed += start.elapsed();
+        }
+        timed
+    })
+}
+
+fn bench_scan_cold(c: &mut Criterion) {
+    let mut g = c.benchmark_group("scan_cold");
+    // The walk costs more than the scan it precedes, and criterion budgets by the timed part:
+    // short budgets keep the group to about a minute.
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1));
+    for n in COLD_SIZES {
+        g.throughput(Throughput::Elements(n as u64));
+        let lines: Vec<Line> = (0..n as u64).map(|i| Line([i; 8])).collect();
+        for (name, every) in [
+            ("flushwatch_all_pending", 1),
+            ("flushwatch_1pct_pending", 100),
+        ] {
+            let (tracker, writers) = flushwatch_table(n, every, config());
+            g.bench_function(BenchmarkId::new(name, n), |b| {
+                cold(b, &lines, || tracker.scan())
+            });
+            drop(writers);
+        }
+        // The floors: every line (all pending), and every 100th line (1% pending; a constant
+        // stride, which the hardware's stride prefetcher follows, unlike a real pending set).
+        let slots: Vec<FloorSlot> = (0..n).map(|_| FloorSlot::with_sent(1)).collect();
+        g.bench_function(BenchmarkId::new("floor", n), |b| {
+            cold(b, &lines, || floor_scan(black_box(&slots), 1))
+        });
+        g.bench_function(BenchmarkId::new("floor_1pct", n), |b| {
+            cold(b, &lines, || {
+                floor_scan(black_box(&slots).iter().step_by(100), 1)
+            })
+        });
+    }
+    g.finish();
+}
+
 fn baseline_scan<D: Design>(
     g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     n: usize,
@@ -283,5 +354,6 @@ fn main() {
     report_allocations();
     let mut c = Criterion::default().configure_from_args();
     bench_scan(&mut c);
+    bench_scan_cold(&mut c);
     c.final_summary();
 }

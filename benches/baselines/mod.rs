@@ -471,9 +471,10 @@ impl FloorSlot {
 
 /// The floor of any scan over per-shape cache lines: the minimum flushed position over the
 /// pending slots (two `Acquire` loads from each slot's line, a compare, a min), with none of
-/// the stall machine, the registration check or the lag classifier.
-pub fn floor_scan(slots: &[FloorSlot], last_seen: u64) -> u64 {
-    slots.iter().fold(last_seen, |min, s| {
+/// the stall machine, the registration check or the lag classifier. `slots` is a slice, or a
+/// strided walk over one (`slots.iter().step_by(100)`: the floor of a 1% pending set).
+pub fn floor_scan<'a>(slots: impl IntoIterator<Item = &'a FloorSlot>, last_seen: u64) -> u64 {
+    slots.into_iter().fold(last_seen, |min, s| {
         // Acquire: pairs with a producer's Release store of `sent`.
         let sent = s.sent.load(Ordering::Acquire);
         let flushed = s.position();

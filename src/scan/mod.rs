@@ -31,7 +31,7 @@ use std::time::Instant;
 
 use crate::core::Shared;
 use crate::slot::{self, Page};
-use crate::sync::{lock, Mutex, Ordering};
+use crate::sync::{lock, prefetch, Mutex, Ordering};
 use crate::{Event, ScanReport};
 
 /// What a scan remembers of one pending slot between scans, in two parts: [`Rec`], which
@@ -109,6 +109,10 @@ impl Cold {
 
 /// [`Cold::seen`]: progress first seen by the previous scan.
 const UNSEEN: u64 = u64::MAX;
+
+/// How many entries ahead of its visit a scan prefetches a slot line (`BENCHMARKS.md`, "Cold
+/// scan": 4, 8, 16, 32 and 64 measured).
+const AHEAD: usize = 16;
 
 /// The scanner's private state (behind the scan lock).
 pub(crate) struct ScanState<K> {
@@ -289,7 +293,17 @@ where
     } = st;
     leaving.clear();
     let mut pending = 0;
-    for (pos, rec) in set.iter_mut().enumerate() {
+    let set = set.as_mut_slice(); // its length and address stay in registers
+    for pos in 0..set.len() {
+        // Overlap the misses: start loading the slot line of the entry `AHEAD` visits on, so
+        // that a set spread over many pages (the pending set is sparse: a line and a TLB
+        // entry per shape) does not wait out one miss at a time.
+        if let Some(ahead) = set.get(pos + AHEAD) {
+            if let Some((page, off)) = slot::locate_page(pages, ahead.index) {
+                prefetch(&page.slots[off]);
+            }
+        }
+        let rec = &mut set[pos];
         let Some((page, off)) = slot::locate_page(pages, rec.index) else {
             continue; // unreachable: a listed slot's page was gathered
         };
