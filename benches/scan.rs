@@ -20,6 +20,8 @@
 //! from L1 and L2 and their pages from the TLB; the line floor gets the same treatment in the
 //! same run. Whether the slots also leave the last-level cache depends on its size: the pass
 //! over 1M lines is 64 MiB, over 100k 6.4 MiB (see `BENCHMARKS.md` for the host measured).
+//! `flushwatch_all_pending_shuffled` and `floor_shuffled` visit the slots in a shuffled order,
+//! as a pipeline's pending set is (shapes join it in the order commits touch them).
 //!
 //! Run: `cargo bench --bench scan` (`-- scan_cold` for the cold group only).
 
@@ -269,6 +271,35 @@ fn bench_scan(c: &mut Criterion) {
     g.finish();
 }
 
+/// A tracker with `n` shapes all pending, tracked at commit 1 in a shuffled order: the scan
+/// visits their slots in that order, as in a pipeline where shapes become pending in whatever
+/// order commits touch them (the other tables list them in slot order, which the hardware
+/// prefetcher follows).
+fn flushwatch_shuffled(n: usize) -> (FlushTracker<u64>, Vec<Writer<u64>>) {
+    let tracker = FlushTracker::new(config()).expect("valid config");
+    let writers: Vec<Writer<u64>> = (0..n as u64)
+        .map(|k| tracker.register(k).expect("fresh key"))
+        .collect();
+    let order = shuffled(n);
+    let ids: Vec<ShapeId> = order.iter().map(|&i| writers[i].id()).collect();
+    tracker.track(1, &ids).expect("first commit");
+    assert_eq!(tracker.scan().pending, n);
+    (tracker, writers)
+}
+
+/// `0..n` in a fixed pseudo-random order (Fisher-Yates with xorshift64).
+fn shuffled(n: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    for i in (1..n).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        order.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+    order
+}
+
 /// Registered shapes in the cold group.
 const COLD_SIZES: [usize; 2] = [100_000, 1_000_000];
 
@@ -318,6 +349,12 @@ fn bench_scan_cold(c: &mut Criterion) {
             });
             drop(writers);
         }
+        let (tracker, writers) = flushwatch_shuffled(n);
+        g.bench_function(
+            BenchmarkId::new("flushwatch_all_pending_shuffled", n),
+            |b| cold(b, &lines, || tracker.scan()),
+        );
+        drop(writers);
         // The floors: every line (all pending), and every 100th line (1% pending; a constant
         // stride, which the hardware's stride prefetcher follows, unlike a real pending set).
         let slots: Vec<FloorSlot> = (0..n).map(|_| FloorSlot::with_sent(1)).collect();
@@ -327,6 +364,14 @@ fn bench_scan_cold(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("floor_1pct", n), |b| {
             cold(b, &lines, || {
                 floor_scan(black_box(&slots).iter().step_by(100), 1)
+            })
+        });
+        // Every line, in the shuffled order (through a list of indices, as a scan's records).
+        let order: Vec<u32> = shuffled(n).into_iter().map(|i| i as u32).collect();
+        g.bench_function(BenchmarkId::new("floor_shuffled", n), |b| {
+            cold(b, &lines, || {
+                let slots = black_box(&slots);
+                floor_scan(order.iter().map(|&i| &slots[i as usize]), 1)
             })
         });
     }

@@ -110,9 +110,11 @@ impl Cold {
 /// [`Cold::seen`]: progress first seen by the previous scan.
 const UNSEEN: u64 = u64::MAX;
 
-/// How many entries ahead of its visit a scan prefetches a slot line (`BENCHMARKS.md`, "Cold
-/// scan": 4, 8, 16, 32 and 64 measured).
+/// How many entries ahead of its visit a scan prefetches a slot line, in a set of at least
+/// [`PREFETCH_FROM`] entries (`BENCHMARKS.md`, "Cold scan": 4, 8, 16, 32 and 64 measured; a
+/// smaller set's lines stay in the caches, where the prefetch only costs instructions).
 const AHEAD: usize = 16;
+const PREFETCH_FROM: usize = 4096;
 
 /// The scanner's private state (behind the scan lock).
 pub(crate) struct ScanState<K> {
@@ -294,12 +296,17 @@ where
     leaving.clear();
     let mut pending = 0;
     let set = set.as_mut_slice(); // its length and address stay in registers
+    let ahead = if set.len() >= PREFETCH_FROM {
+        AHEAD
+    } else {
+        set.len() // never an entry: no prefetch
+    };
     for pos in 0..set.len() {
         // Overlap the misses: start loading the slot line of the entry `AHEAD` visits on, so
         // that a set spread over many pages (the pending set is sparse: a line and a TLB
         // entry per shape) does not wait out one miss at a time.
-        if let Some(ahead) = set.get(pos + AHEAD) {
-            if let Some((page, off)) = slot::locate_page(pages, ahead.index) {
+        if let Some(next) = set.get(pos + ahead) {
+            if let Some((page, off)) = slot::locate_page(pages, next.index) {
                 prefetch(&page.slots[off]);
             }
         }
