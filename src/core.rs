@@ -10,7 +10,8 @@
 //!   slot of the commit; a scan reads it with `Acquire` before any slot.
 //! - `registry` (key -> id) is a `DashMap` used on cold paths only, no guard of it held across
 //!   another call.
-//! - The counters are statistics (`Relaxed`), except `live`, which is exact when nothing races.
+//! - The counters (`counters.rs`) are statistics (`Relaxed`), except `live`, which is exact when
+//!   nothing races.
 
 use std::hash::Hash;
 use std::time::Duration;
@@ -19,32 +20,13 @@ use crossbeam_utils::CachePadded;
 use dashmap::DashMap;
 
 use crate::clock::Ticker;
+use crate::counters::Counters;
 use crate::events::Queue;
 use crate::registry::{Producer, Slab};
 use crate::slot::{self, Page, Slot};
-use crate::sync::{lock, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
+use crate::sync::{lock, AtomicBool, AtomicU64, Mutex, Ordering};
 use crate::watermark::Watermark;
 use crate::{Error, Offset, ShapeId, ShapeStatus, StallPolicy, Tracked};
-
-/// Counters behind [`FlushTracker::stats`](crate::FlushTracker::stats). All `Relaxed`: they
-/// publish nothing.
-#[derive(Default)]
-pub(crate) struct Counters {
-    /// Live shapes: +1 when `register` gives a slot, -1 when a live shape ends (the drop's
-    /// swap, `remove`'s CAS or the scanner's evicting CAS: exactly one of them ends it).
-    pub(crate) live: AtomicUsize,
-    pub(crate) stalled: AtomicU64,
-    pub(crate) evicted: AtomicU64,
-    pub(crate) writers_down: AtomicU64,
-    /// `writers_down` by cause (see `Counters::down` in `features/mod.rs`).
-    pub(crate) down_panicked: AtomicU64,
-    pub(crate) down_dropped_pending: AtomicU64,
-    pub(crate) scans: AtomicU64,
-    pub(crate) scan_panics: AtomicU64,
-    pub(crate) last_scan_nanos: AtomicU64,
-    pub(crate) pending: AtomicUsize,
-    pub(crate) suspected: AtomicUsize,
-}
 
 /// Everything the tracker handles, the scanner thread and the writers share.
 pub(crate) struct Shared<K> {

@@ -237,6 +237,7 @@
 mod clock;
 mod config;
 mod core;
+mod counters;
 mod error;
 mod events;
 mod features;

@@ -52,119 +52,14 @@
 
 use std::time::Duration;
 
-use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
+use crate::sync::{AtomicU64, Ordering};
 use crate::ShapeStatus;
 
-// --- pages ------------------------------------------------------------------------------
-//
-// Slots live in pages of `PAGE` that never move, each one contiguous run of slots with the
-// page's keys in a separate allocation: a scan over many pending shapes walks memory in order
-// and the hardware prefetcher follows it (with 64-slot pages interleaved with their keys it did
-// not: `BENCHMARKS.md`, "Pages"). The size is fixed so that a slot's address is the page
-// pointer plus an offset masked from the index, with no bounds check and no further load on
-// the hot path; a tracker with one shape holds one page (64 KiB of slots, plus the keys).
+mod page;
+mod word;
 
-/// Slots per page. Small under loom, so models allocate few atomics.
-#[cfg(not(loom))]
-pub(crate) const PAGE: usize = 1024;
-#[cfg(loom)]
-pub(crate) const PAGE: usize = 2;
-
-/// Where slot `index` lives: `(page, offset in the page)`.
-#[inline]
-pub(crate) const fn place(index: usize) -> (usize, usize) {
-    (index / PAGE, index % PAGE)
-}
-
-/// The slots of one page.
-pub(crate) type Slots = [Slot; PAGE];
-
-// --- the state word -------------------------------------------------------------------------
-//
-// bits 0..4   phase
-// bit  4      SUSPECTED (only with LIVE)
-// bit  5      DEFERRED: set by every `defer`, cleared by the scan that sees it (see below)
-// bits 8..32  counter: bumped by `defer` and by clearing a suspicion, so that a CAS by the
-//             scanner that expected the word it saw at suspicion fails if anything answered
-// bits 32..64 low 32 bits of the slot's generation
-//
-// The counter wraps after 2^24 bumps, so it alone cannot prove that a word the scan saw
-// before is unchanged: exactly 2^24 defers between two looks would leave the word as it was,
-// and a shape that deferred a moment ago would be suspected. DEFERRED closes that: the scan
-// clears it (a compare-and-swap loop, [`Slot::clear_deferred`]) before it decides anything
-// from the word, so every defer after that sets a bit the scan's word lacks. The scan's later
-// compare-and-swaps (suspect, stall, re-arm) from that word then fail however many defers
-// came, and the next scan sees the bit: no wrap can hide a defer.
-
-/// Mask of the phase bits.
-pub(crate) const PHASE: u64 = 0xF;
-/// Free: on the free list, or being initialised.
-pub(crate) const FREE: u64 = 0;
-/// Registered and counting.
-pub(crate) const LIVE: u64 = 1;
-/// Stalled and evicted by the scanner; the writer still exists and is inert.
-pub(crate) const EVICTED: u64 = 2;
-/// Removed by `FlushTracker::remove`; the writer still exists and is inert.
-pub(crate) const REMOVED: u64 = 3;
-/// Being evicted (by the scanner) or removed (by `remove`): no longer counting and inert, but
-/// its key is not free yet, so `is_evicted()` stays false until the key is freed and `EVICTED`
-/// or `REMOVED` is stored.
-pub(crate) const ENDING: u64 = 4;
-/// Suspected by the scanner and not answered yet.
-pub(crate) const SUSPECTED: u64 = 0x10;
-/// A `defer` since the scan last cleared the bit (see the state word's layout above).
-pub(crate) const DEFERRED: u64 = 0x20;
-const COUNTER_SHIFT: u32 = 8;
-const COUNTER_MASK: u64 = 0xFF_FFFF << COUNTER_SHIFT;
-
-/// The phase of a state word.
-#[inline]
-pub(crate) const fn phase(s: u64) -> u64 {
-    s & PHASE
-}
-
-/// Whether a state word is `LIVE` (suspected or not).
-#[inline]
-pub(crate) const fn is_live(s: u64) -> bool {
-    phase(s) == LIVE
-}
-
-/// Whether a state word is `LIVE` and suspected.
-#[inline]
-pub(crate) const fn is_suspected(s: u64) -> bool {
-    s & (PHASE | SUSPECTED) == LIVE | SUSPECTED
-}
-
-/// The answer counter of a state word (bumped by every `defer` and answered challenge).
-#[inline]
-pub(crate) const fn counter(s: u64) -> u32 {
-    ((s & COUNTER_MASK) >> COUNTER_SHIFT) as u32
-}
-
-/// The low 32 bits of the generation in a state word.
-#[inline]
-pub(crate) const fn gen32(s: u64) -> u32 {
-    (s >> 32) as u32
-}
-
-/// A fresh `LIVE` word for generation `gen`.
-#[inline]
-pub(crate) const fn live_word(gen: u64) -> u64 {
-    (gen << 32) | LIVE
-}
-
-/// `s` with its phase replaced (suspicion cleared); generation and counter kept.
-#[inline]
-pub(crate) const fn with_phase(s: u64, phase: u64) -> u64 {
-    (s & !(PHASE | SUSPECTED)) | phase
-}
-
-/// `s` with its suspicion cleared and its counter bumped (wrapping within its 24 bits).
-#[inline]
-pub(crate) const fn answered(s: u64) -> u64 {
-    let counter = ((s & COUNTER_MASK) + (1 << COUNTER_SHIFT)) & COUNTER_MASK;
-    (s & !(COUNTER_MASK | SUSPECTED)) | counter
-}
+pub(crate) use page::*;
+pub(crate) use word::*;
 
 /// One shape's slot. See the module docs for who writes which field.
 ///
@@ -472,69 +367,6 @@ impl Slot {
     }
 }
 
-/// The one id-to-slot lookup: the page holding slot `index` in a page list, and the slot's
-/// offset in it.
-#[inline]
-pub(crate) fn locate_page<K>(pages: &[Page<K>], index: u32) -> Option<(&Page<K>, usize)> {
-    let (k, off) = place(index as usize);
-    pages.get(k).map(|page| (page, off))
-}
-
-/// Slot `index` in a page list (see [`locate_page`]).
-#[inline]
-pub(crate) fn locate<K>(pages: &[Page<K>], index: u32) -> Option<&Slot> {
-    locate_page(pages, index).map(|(page, off)| &page.slots[off])
-}
-
-/// A page: its slots, and the keys of the shapes in them (cold: read on events only), in two
-/// allocations, so that the slots of a page are one contiguous run. Cloning shares both.
-pub(crate) struct Page<K> {
-    /// The slots; a `Writer` holds this `Arc` and reaches its slot with no further load.
-    pub(crate) slots: Arc<Slots>,
-    /// The keys, one lock for the page: they are touched only by `register`, a writer's
-    /// drop, and events (8 bytes per shape less than a lock per key).
-    pub(crate) keys: Arc<Mutex<Vec<Option<K>>>>,
-}
-
-impl<K> Clone for Page<K> {
-    fn clone(&self) -> Self {
-        Page {
-            slots: self.slots.clone(),
-            keys: self.keys.clone(),
-        }
-    }
-}
-
-impl<K> Page<K> {
-    /// The key of the shape in slot `off` (cloned), if any. Read before a CAS that validates
-    /// it: a slot cannot be reassigned without its generation changing, so a CAS that
-    /// succeeds proves the key right.
-    pub(crate) fn key(&self, off: usize) -> Option<K>
-    where
-        K: Clone,
-    {
-        crate::sync::lock(&self.keys)[off].clone()
-    }
-
-    /// Stores the key of a new shape in slot `off` (producer lock held).
-    pub(crate) fn set_key(&self, off: usize, key: K) {
-        crate::sync::lock(&self.keys)[off] = Some(key);
-    }
-
-    /// Takes the key out of slot `off` (its writer's drop).
-    pub(crate) fn take_key(&self, off: usize) -> Option<K> {
-        crate::sync::lock(&self.keys)[off].take()
-    }
-
-    /// A page, every slot free. Built in place on the heap (no page-sized value on the stack).
-    pub(crate) fn new() -> Self {
-        Page {
-            slots: crate::sync::shared_array(Slot::new),
-            keys: Arc::new(Mutex::new((0..PAGE).map(|_| None).collect())),
-        }
-    }
-}
-
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
@@ -545,26 +377,5 @@ mod tests {
         assert_eq!(std::mem::size_of::<Slot>(), std::mem::align_of::<Slot>());
         #[cfg(target_arch = "x86_64")]
         assert_eq!(std::mem::size_of::<Slot>(), 64);
-    }
-
-    #[test]
-    fn state_word_round_trips() {
-        let w = live_word(7);
-        assert!(is_live(w));
-        assert!(!is_suspected(w));
-        assert_eq!(gen32(w), 7);
-        let s = w | SUSPECTED;
-        assert!(is_suspected(s));
-        let a = answered(s);
-        assert!(is_live(a) && !is_suspected(a));
-        assert_ne!(a, w, "answering bumps the counter");
-        assert_eq!(gen32(a), 7);
-        assert_eq!(phase(with_phase(s, EVICTED)), EVICTED);
-        assert!(!is_suspected(with_phase(s, EVICTED)));
-        // The counter wraps inside its bits and never touches the generation.
-        let x = answered(w | COUNTER_MASK);
-        assert_eq!(x & COUNTER_MASK, 0);
-        assert_eq!(gen32(x), 7);
-        assert!(is_live(x));
     }
 }

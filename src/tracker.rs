@@ -16,7 +16,8 @@ use crossbeam_utils::CachePadded;
 use dashmap::DashMap;
 
 use crate::clock::Ticker;
-use crate::core::{unregister, Counters, Shared};
+use crate::core::{unregister, Shared};
+use crate::counters::Counters;
 use crate::events::Queue;
 use crate::registry::{Producer, Slab};
 use crate::scan::ScanState;
@@ -25,7 +26,9 @@ use crate::slot;
 use crate::sync::{lock, Arc, AtomicBool, AtomicU64, Mutex, Ordering};
 use crate::watermark::Watermark;
 use crate::writer::Writer;
-use crate::{Config, Error, Events, Offset, ShapeId, ShapeKey, Tracked};
+use crate::{Config, Error, ShapeId, ShapeKey};
+
+mod track;
 
 /// The flush tracker: a cheap, cloneable, `Send + Sync` handle.
 ///
@@ -261,103 +264,6 @@ impl<K: ShapeKey> FlushTracker<K> {
         self.shared().registry.get(key).map(|r| *r.value())
     }
 
-    /// Records commit `commit` as sent to `shapes`. Commits must strictly increase and be at
-    /// least 1. Ids whose shape is gone, and ids made by another tracker, are skipped and
-    /// counted; an id named twice counts once. `shapes` may be empty: keepalives and
-    /// transactions that touch no shape advance `last_seen`, so an idle or filtered source
-    /// still lets the watermark move.
-    ///
-    /// Returns [`Tracked::previous`], the commit tracked just before this one (or `start_at`):
-    /// hand it to the consumers with the transaction, so that one that has durably written
-    /// everything before `commit` but only part of `commit` reports `flushed(previous)`.
-    ///
-    /// A shape that was caught up becomes pending with its flushed position raised to that
-    /// previous commit (it was durable for everything sent before, and the commits in between
-    /// did not touch it): never to a position made by arithmetic on `commit`. Every shape's
-    /// new `sent` is visible before `commit` is published as `last_seen`.
-    ///
-    /// Allocates nothing in steady state. Locking behaviour: takes the producer lock for the
-    /// whole call (the ids are resolved through the producer's own page list).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::ZeroCommit`] for `commit == 0`, [`Error::OffsetRegression`] for a commit not
-    /// above [`last_seen`](FlushTracker::last_seen); nothing changed.
-    ///
-    /// ```
-    /// use flushwatch::{Config, Error, FlushTracker};
-    /// let tracker = FlushTracker::new(Config::default()).unwrap();
-    /// let w = tracker.register("a").unwrap();
-    /// assert_eq!(tracker.track(5, &[w.id()]).unwrap().tracked, 1);
-    /// assert_eq!(
-    ///     tracker.track(5, &[w.id()]).unwrap_err(),
-    ///     Error::OffsetRegression { last_seen: 5, got: 5 }
-    /// );
-    /// ```
-    pub fn track(&self, commit: Offset, shapes: &[ShapeId]) -> Result<Tracked, Error> {
-        self.shared().track_ids(commit, shapes.iter().copied(), 0)
-    }
-
-    /// [`track`](FlushTracker::track) by key: keys that are not registered are skipped and
-    /// counted in [`Tracked::skipped`]; a key named twice counts once. Takes any borrowed form
-    /// of the key, as `HashMap::get` does.
-    ///
-    /// Linear in the number of keys, however many are unknown or repeated. Locking behaviour:
-    /// looks each key up (a `DashMap` shard read lock each) before taking the producer lock.
-    /// Allocates small buffers for the ids and the unknown keys.
-    ///
-    /// ```
-    /// use flushwatch::{Config, FlushTracker};
-    /// let tracker = FlushTracker::new(Config::default())?;
-    /// let _a = tracker.register("a")?;
-    /// let t = tracker.track_keys(1, &["a", "gone"])?;
-    /// assert_eq!((t.tracked, t.skipped), (1, 1));
-    ///
-    /// // String keys, looked up by `&str`:
-    /// let tracker = FlushTracker::<String>::new(Config::default())?;
-    /// let _orders = tracker.register("orders".into())?;
-    /// let t = tracker.track_keys(1, ["orders", "users"])?;
-    /// assert_eq!((t.tracked, t.skipped), (1, 1));
-    /// # Ok::<(), flushwatch::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// As [`track`](FlushTracker::track); nothing changed.
-    ///
-    /// # Panics
-    ///
-    /// If the key's `Hash` or `Eq` panics (the panic reaches the caller; nothing changed).
-    pub fn track_keys<'a, Q>(
-        &self,
-        commit: Offset,
-        keys: impl IntoIterator<Item = &'a Q>,
-    ) -> Result<Tracked, Error>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized + 'a,
-    {
-        if commit == 0 {
-            return Err(Error::ZeroCommit);
-        }
-        let shared = self.shared();
-        let mut ids = Vec::new();
-        let mut unknown = 0;
-        // Each distinct key is looked up once, so it is counted once even if a concurrent
-        // eviction unregisters it between two of its occurrences.
-        let mut seen: std::collections::HashSet<&Q> = std::collections::HashSet::new();
-        for key in keys {
-            if !seen.insert(key) {
-                continue;
-            }
-            match shared.registry.get(key) {
-                Some(r) => ids.push(*r.value()),
-                None => unknown += 1,
-            }
-        }
-        shared.track_ids(commit, ids, unknown)
-    }
-
     /// Ends a shape: it stops counting at once, its key is free at once, and its writer
     /// becomes inert ([`Writer::is_evicted`] turns true, once the key is free). Returns true
     /// iff `key` was registered and this call ended its shape: a shape that a concurrent scan
@@ -443,77 +349,6 @@ impl<K: ShapeKey> FlushTracker<K> {
     /// ```
     pub fn scan(&self) -> crate::ScanReport<K> {
         crate::scan::scan(self.shared(), &self.handle.scan)
-    }
-
-    /// The published watermark, as of the last scan: the safe position to acknowledge.
-    /// Starts at `start_at`, changes only in a scan, never decreases, and is always
-    /// `start_at` or a commit handed to `track`. A cheap load: no scan, no lock.
-    pub fn watermark(&self) -> Offset {
-        self.shared().watermark.get()
-    }
-
-    /// Blocks the calling thread until a scan publishes a watermark `>= at_least` (and returns
-    /// it), or `timeout` passes (and returns the current one, below `at_least`). A timeout too
-    /// large for `Instant` (`Duration::MAX` included) waits for ever.
-    ///
-    /// Locking behaviour: waits on a condition variable that every publication notifies; takes
-    /// no lock a scan, `track` or a writer needs for longer than a notification.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use flushwatch::{Config, FlushTracker};
-    /// let tracker = FlushTracker::new(Config::default().scan_interval(Duration::from_millis(5)))?;
-    /// let w = tracker.register("a")?;
-    /// tracker.track(42, &[w.id()])?;
-    /// let _scanner = tracker.spawn_scanner()?;
-    /// assert_eq!(tracker.wait_watermark(42, Duration::from_millis(20)), 0, "not durable yet");
-    /// w.flushed(42);
-    /// assert_eq!(tracker.wait_watermark(42, Duration::MAX), 42);
-    /// # Ok::<(), flushwatch::Error>(())
-    /// ```
-    pub fn wait_watermark(&self, at_least: Offset, timeout: Duration) -> Offset {
-        self.shared().watermark.wait(at_least, timeout)
-    }
-
-    /// The highest commit tracked (`start_at` before any).
-    pub fn last_seen(&self) -> Offset {
-        // Acquire: pairs with track's Release store.
-        self.shared().last_seen.load(Ordering::Acquire)
-    }
-
-    /// A receiver of the tracker's events ([`Events`]). All receivers share one ordered
-    /// queue: each event reaches one of them. Nobody reading never blocks anything. When the queue holds
-    /// `event_capacity` events, new *informational* events (`Suspected`, `Lagging`,
-    /// `ScanPanicked`) are dropped and counted in
-    /// [`events_dropped`](FlushTracker::events_dropped); *action* events (`Stalled`,
-    /// `WriterDown`) are queued anyway and never lost. A shape has at most one unread
-    /// `Stalled`: one that stalls again (under `StallPolicy::Report`) while its previous
-    /// `Stalled` is unread is counted in [`Stats::stalled`](crate::Stats::stalled) and listed in
-    /// [`ScanReport::stalled`](crate::ScanReport::stalled), not queued again. Watermark
-    /// changes are not events: see [`watermark`](FlushTracker::watermark) and
-    /// [`wait_watermark`](FlushTracker::wait_watermark).
-    ///
-    /// ```
-    /// use flushwatch::{Config, Event, FlushTracker};
-    /// let tracker = FlushTracker::new(Config::default().event_capacity(1))?;
-    /// let (a, b) = (tracker.register("a")?, tracker.register("b")?);
-    /// tracker.track(7, &[a.id(), b.id()])?;
-    /// drop(a); // pending: WriterDown
-    /// drop(b); // pending: WriterDown, queued beyond the capacity
-    /// let events: Vec<_> = tracker.events().try_iter().collect();
-    /// assert_eq!(events.len(), 2);
-    /// assert!(events.iter().all(|e| matches!(e, Event::WriterDown { .. })));
-    /// # Ok::<(), flushwatch::Error>(())
-    /// ```
-    #[must_use = "a receiver does nothing unless read; the events stay queued"]
-    pub fn events(&self) -> Events<K> {
-        Events::new(self.shared().events.receiver())
-    }
-
-    /// Informational events dropped because the queue held `event_capacity` events.
-    pub fn events_dropped(&self) -> u64 {
-        // Relaxed: a statistic.
-        self.shared().events.dropped.load(Ordering::Relaxed)
     }
 
     /// Starts the background scanner: a thread named `flushwatch-scanner` that runs

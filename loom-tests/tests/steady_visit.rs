@@ -1,4 +1,4 @@
-//! Races on the scan's steady test (`src/scan/mod.rs`): a visit that finds a slot's state word
+//! Races on the scan's steady test (`src/scan/visit.rs`): a visit that finds a slot's state word
 //! and flushed position as the previous visit recorded them, the shape pending and its
 //! deadline not reached, only counts the shape and writes nothing. A writer changing the slot
 //! while the scan reads it must never leave the scanner with a stale record that later scans

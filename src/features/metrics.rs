@@ -19,7 +19,8 @@ use std::time::Duration;
 use metrics::Unit;
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 
-use crate::core::Shared;
+use crate::counters::Counters;
+use crate::events::Queue;
 use crate::sync::{lock, Mutex, Ordering};
 use crate::ScanReport;
 
@@ -112,9 +113,17 @@ pub(crate) fn describe() {
 
 /// Records one scan (called at the end of `scan`, scan lock held): the gauges as of `report`,
 /// the counters' increments since the previous scan, and the scan's duration.
-pub(crate) fn record_scan<K>(shared: &Shared<K>, report: &ScanReport<K>, took: Duration) {
-    let c = &shared.counters;
-    let mut rec = lock(&shared.metrics.recorded);
+/// It is handed what it reads (not the tracker's shared state), so this module depends on
+/// no part of the tracker but the counters and the event queue.
+pub(crate) fn record_scan<K>(
+    state: &State,
+    counters: &Counters,
+    events: &Queue<K>,
+    report: &ScanReport<K>,
+    took: Duration,
+) {
+    let c = counters;
+    let mut rec = lock(&state.recorded);
     if !rec.described {
         rec.described = true;
         describe();
@@ -124,7 +133,7 @@ pub(crate) fn record_scan<K>(shared: &Shared<K>, report: &ScanReport<K>, took: D
     let stalled = c.stalled.load(Ordering::Relaxed);
     let panicked = c.down_panicked.load(Ordering::Relaxed);
     let dropped_pending = c.down_dropped_pending.load(Ordering::Relaxed);
-    let events_dropped = shared.events.dropped.load(Ordering::Relaxed);
+    let events_dropped = events.dropped.load(Ordering::Relaxed);
 
     gauge!(WATERMARK).set(report.watermark as f64);
     gauge!(LAG).set(report.last_seen.saturating_sub(report.watermark) as f64);

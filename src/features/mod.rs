@@ -4,7 +4,7 @@
 //!
 //! The core calls in here through a few one-line hooks; everything else lives in this folder.
 
-use crate::core::Counters;
+use crate::counters::Counters;
 use crate::sync::AtomicU64;
 use crate::DownCause;
 

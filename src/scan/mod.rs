@@ -12,7 +12,7 @@
 //! - Most visits are *steady* (see [`Rec`]): the slot's state word and flushed position are as
 //!   the previous visit left them, the shape is still pending and its deadline not reached;
 //!   such a visit reads 32 bytes of its record and the slot's line, counts the shape in the
-//!   watermark and writes nothing. Everything else is a full [`visit`].
+//!   watermark and writes nothing. Everything else is a full visit (`visit.rs`).
 //! - It writes to a slot only when the slot changes state (suspected, answered, stalled,
 //!   re-armed; see `stall.rs`): healthy slots are only read, so the scanner never steals their
 //!   cache lines.
@@ -20,19 +20,24 @@
 //! - Idleness on a real clock is judged by an upper bound of the progress time (see
 //!   [`Cold::seen`] and the crate docs, "Ticks"); on a mock clock the stored ticks are exact.
 //!
-//! The passes, each in its own place: [`gather`]; the loop in [`scan`] (the watermark, and
-//! the steady test); [`visit`] for the entries that changed; [`stall::attend`] for the few
-//! suspected or overdue slots; [`lag::classify`]; [`prune`]; publication.
+//! The passes, each a function of its own, in the order [`scan`] runs them: `start` (the
+//! clock); [`gather`]; [`visit_all`] (`visit.rs`: the watermark, the steady test, and the
+//! full `visit` of the entries that changed, which calls [`stall::attend`] for the few
+//! suspected or overdue slots and [`lag::classify`]); [`prune`]; `publish` (the watermark);
+//! `pin` (`pinned_by`); `record` (statistics and metrics).
 
 mod lag;
 mod stall;
+mod visit;
 
 use std::time::Instant;
 
 use crate::core::Shared;
 use crate::slot::{self, Page};
-use crate::sync::{lock, prefetch, Mutex, Ordering};
-use crate::{Event, ScanReport};
+use crate::sync::{lock, Mutex, Ordering};
+use crate::ScanReport;
+
+use visit::visit_all;
 
 /// What a scan remembers of one pending slot between scans, in two parts: [`Rec`], which
 /// every visit reads (32 bytes), and [`Cold`], which only a full visit reads (12 bytes), kept
@@ -224,7 +229,8 @@ fn prune<K>(shared: &Shared<K>, st: &mut ScanState<K>) {
     }
 }
 
-/// One scan at `clock.now()`.
+/// One scan at `clock.now()`: [`gather`], [`visit_all`] (the watermark, the steady test and
+/// the full visits), [`prune`], then [`publish`], [`pin`] and [`record`].
 pub(crate) fn scan<K>(shared: &Shared<K>, state: &Mutex<ScanState<K>>) -> ScanReport<K>
 where
     K: crate::ShapeKey,
@@ -232,20 +238,12 @@ where
     let started = Instant::now();
     let mut guard = lock(state);
     let st = &mut *guard;
-    let t = shared.ticker.now();
-    shared.ticker.publish(t);
-    if !st.completed {
-        // The previous scan panicked after it dated some progress as first seen by it, and
-        // did not record its end: it ended before this one began, so `t` bounds it.
-        st.prev_end = t;
-    }
-    st.completed = false;
+    let t = start(shared, st);
     // Acquire: pairs with track's Release store; every slot update of the commits up to
     // `last_seen` is visible in the slot loads below.
     let last_seen = shared.last_seen.load(Ordering::Acquire);
     gather(shared, st);
     st.epoch = st.epoch.wrapping_add(1);
-    let epoch = st.epoch;
 
     let mut report = ScanReport {
         watermark: 0,
@@ -258,118 +256,53 @@ where
         // Relaxed: a statistic (exact when nothing races the scan).
         registered: shared.counters.live.load(Ordering::Relaxed),
     };
-    let mut suspected_now = 0;
-    // The lowest flushed position of a pending shape, and where: the first pending shape
-    // wins ties (every flushed position of a pending shape is below `u64::MAX`).
-    let mut lowest = u64::MAX;
-    let (mut holder, mut holder_sw) = (usize::MAX, 0);
-
-    // Loop invariants in locals: the `Acquire` loads below would otherwise make the compiler
-    // reload them for every slot.
-    let v = Visit {
-        t,
-        epoch,
-        last_seen,
-        prev_end: st.prev_end,
-        prev_last_seen: st.prev_last_seen,
-        grace: shared.grace,
-        lag_window: shared.lag_window,
-        exact: shared.ticker.is_exact(),
-    };
-    // The steady test's lag condition: when `last_seen` moved, a pending shape whose flushed
-    // position did not has a grown lag, which the classifier must note unless it has already.
-    let need_grew = if v.lag_window > 0 && last_seen != v.prev_last_seen {
-        lag::GREW << FLAGS_SHIFT
-    } else {
-        0
-    };
-    let ScanState {
-        set,
-        cold,
-        leaving,
-        stalls,
-        pages,
-        #[cfg(feature = "tracing")]
-        log,
-        ..
-    } = st;
-    leaving.clear();
-    let mut pending = 0;
-    let set = set.as_mut_slice(); // its length and address stay in registers
-    let ahead = if set.len() >= PREFETCH_FROM {
-        AHEAD
-    } else {
-        set.len() // never an entry: no prefetch
-    };
-    for pos in 0..set.len() {
-        // Overlap the misses: start loading the slot line of the entry `AHEAD` visits on, so
-        // that a set spread over many pages (the pending set is sparse: a line and a TLB
-        // entry per shape) does not wait out one miss at a time.
-        if let Some(next) = set.get(pos + ahead) {
-            if let Some((page, off)) = slot::locate_page(pages, next.index) {
-                prefetch(&page.slots[off]);
-            }
-        }
-        let rec = &mut set[pos];
-        let Some((page, off)) = slot::locate_page(pages, rec.index) else {
-            continue; // unreachable: a listed slot's page was gathered
-        };
-        let slot = &page.slots[off];
-        let sw = slot.state();
-        let (reported, flushed, sent) = slot.snapshot();
-        // The steady test, one branch: nothing changed, not overdue, nothing for the
-        // classifier. Such a visit only counts the shape; it writes nothing. (Still pending
-        // follows: a nonzero deadline means the previous visit saw this shape, the same
-        // generation, pending at `flushed_prev`, and `sent` never decreases.)
-        let steady = ((sw ^ rec.sw) | (flushed ^ rec.flushed_prev) == 0)
-            & (t < rec.deadline)
-            & (rec.bits & need_grew == need_grew);
-        if !steady {
-            let sample = Sample {
-                sw,
-                reported,
-                flushed,
-                sent,
-            };
-            let out = visit(
-                shared,
-                &v,
-                stalls,
-                #[cfg(feature = "tracing")]
-                log,
-                page,
-                off,
-                rec,
-                &mut cold[pos],
-                sample,
-                &mut report,
-            );
-            match out {
-                Outcome::Leaves => {
-                    leaving.push(pos);
-                    continue;
-                }
-                Outcome::Pending { suspected } => suspected_now += usize::from(suspected),
-            }
-        }
-        pending += 1;
-        if flushed < lowest {
-            lowest = flushed;
-            (holder, holder_sw) = (rec.index as usize, sw);
-        }
-    }
-    report.pending = pending;
+    let low = visit_all(shared, st, t, last_seen, &mut report);
     prune(shared, st);
-    st.stalls.purge(epoch);
+    st.stalls.purge(st.epoch);
     st.prev_last_seen = last_seen;
+    publish(shared, st, last_seen.min(low.lowest), &mut report);
+    pin(shared, st, &low, t, &mut report);
+    record(shared, &report, low.suspected_now, started);
+    if !shared.ticker.is_exact() {
+        st.prev_end = shared.ticker.now();
+    }
+    st.completed = true;
+    report
+}
 
-    let min = last_seen.min(lowest);
+/// The scan's clock: reads it, publishes it to the writers, and bounds a panicked previous
+/// scan's end by it.
+fn start<K>(shared: &Shared<K>, st: &mut ScanState<K>) -> u64 {
+    let t = shared.ticker.now();
+    shared.ticker.publish(t);
+    if !st.completed {
+        // The previous scan panicked after it dated some progress as first seen by it, and
+        // did not record its end: it ended before this one began, so `t` bounds it.
+        st.prev_end = t;
+    }
+    st.completed = false;
+    t
+}
+
+/// Publishes `min` (the lowest flushed position of a pending shape, or `last_seen`) if it
+/// raises the watermark.
+fn publish<K>(shared: &Shared<K>, st: &mut ScanState<K>, min: u64, report: &mut ScanReport<K>) {
     if min > st.published {
         st.published = min;
         shared.watermark.publish(min);
     }
     report.watermark = st.published;
+}
 
+/// Names the shape that holds the watermark back (`pinned_by`), if it is still the one counted.
+fn pin<K>(shared: &Shared<K>, st: &ScanState<K>, low: &Lowest, t: u64, report: &mut ScanReport<K>)
+where
+    K: crate::ShapeKey,
+{
+    let Lowest {
+        holder, holder_sw, ..
+    } = *low;
+    let last_seen = report.last_seen;
     let pinned = (holder != usize::MAX).then_some(holder).and_then(|index| {
         let (page, off) = slot::locate_page(&st.pages, index as u32)?;
         let slot = &page.slots[off];
@@ -383,7 +316,10 @@ where
     });
     report.pinned_by = pinned.as_ref().map(|s| s.key.clone());
     *lock(&shared.pinned) = pinned;
+}
 
+/// The scan's statistics (and, feature `metrics`, its metrics).
+fn record<K>(shared: &Shared<K>, report: &ScanReport<K>, suspected_now: usize, started: Instant) {
     let c = &shared.counters;
     // Relaxed (all): statistics.
     c.pending.store(report.pending, Ordering::Relaxed);
@@ -392,12 +328,26 @@ where
     let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
     c.last_scan_nanos.store(nanos, Ordering::Relaxed);
     #[cfg(feature = "metrics")]
-    crate::features::metrics::record_scan(shared, &report, std::time::Duration::from_nanos(nanos));
-    if !v.exact {
-        st.prev_end = shared.ticker.now();
-    }
-    st.completed = true;
-    report
+    crate::features::metrics::record_scan(
+        &shared.metrics,
+        &shared.counters,
+        &shared.events,
+        report,
+        std::time::Duration::from_nanos(nanos),
+    );
+}
+
+/// What the visits found: the lowest flushed position of a pending shape and where, and how
+/// many pending shapes are suspected.
+#[derive(Clone, Copy)]
+struct Lowest {
+    /// The lowest flushed position of a pending shape; `u64::MAX` when none is pending.
+    lowest: u64,
+    /// Its slot's index (`usize::MAX` when none is pending) and the state word read.
+    holder: usize,
+    holder_sw: u64,
+    /// Pending shapes suspected after this scan.
+    suspected_now: usize,
 }
 
 /// What one scan passes to every full visit.
@@ -429,154 +379,6 @@ pub(super) enum Outcome {
     Leaves,
     /// Still pending and counting in this scan's watermark, suspected or not.
     Pending { suspected: bool },
-}
-
-/// The full visit of one entry: whatever changed since the previous visit, the stall machine
-/// for a suspected or overdue shape, the lag classifier; then the record, with the deadline
-/// of the next steady visit.
-#[inline(never)]
-#[allow(clippy::too_many_arguments)]
-fn visit<K>(
-    shared: &Shared<K>,
-    v: &Visit,
-    stalls: &mut stall::Memory,
-    #[cfg(feature = "tracing")] log: &mut crate::log::Limiter,
-    page: &Page<K>,
-    off: usize,
-    rec: &mut Rec,
-    cold: &mut Cold,
-    sample: Sample,
-    report: &mut ScanReport<K>,
-) -> Outcome
-where
-    K: crate::ShapeKey,
-{
-    let Sample {
-        mut sw,
-        reported,
-        flushed,
-        sent,
-    } = sample;
-    let slot = &page.slots[off];
-    let index = rec.index as usize;
-    // Until proven otherwise, the next visit is full.
-    rec.deadline = 0;
-    if !slot::is_live(sw) || flushed >= sent {
-        // Ended, or caught up (never overdue; a suspicion the writer did not clear is
-        // answered): it leaves the set if `prune` proves it.
-        if slot::is_suspected(sw) && flushed >= sent {
-            slot.cas(sw, slot::answered(sw));
-        }
-        rec.bits |= BROKEN;
-        return Outcome::Leaves;
-    }
-    // A `defer` since the last look: clear its bit first, so that every decision below is
-    // made from a word that any later `defer` changes (no counter wrap can hide one).
-    let deferred = sw & slot::DEFERRED != 0;
-    if deferred {
-        let Some(cleared) = slot.clear_deferred(sw) else {
-            rec.bits |= BROKEN;
-            return Outcome::Leaves; // ended meanwhile
-        };
-        sw = cleared;
-    }
-    let t = v.t;
-    let gen = slot::gen32(sw);
-    let counter = slot::counter(sw);
-    let lag = v.last_seen.saturating_sub(flushed);
-    let fresh = rec.bits & BROKEN != 0 || slot::gen32(rec.sw) != gen;
-    if fresh {
-        *rec = Rec {
-            flushed_prev: flushed,
-            sw,
-            deadline: 0,
-            index: rec.index,
-            bits: 0,
-        };
-        *cold = Cold {
-            seen: UNSEEN,
-            run_start: v.epoch,
-        };
-    }
-    // Time since the last progress, as reported (events): from the stored ticks, so that a
-    // re-arm does not reset it. The stall machine's own idleness is `stall_idle`.
-    let idle = t.saturating_sub(slot.last_progress());
-    let stall_idle = if v.exact {
-        t.saturating_sub(slot.progress_tick())
-    } else {
-        // Real clock: a progress (a higher flushed position, a `defer`, becoming pending)
-        // first seen by a scan happened before that scan ended: never overdue in the scan
-        // that first sees it, whatever the time since the previous scan.
-        if deferred || flushed != rec.flushed_prev || counter != slot::counter(rec.sw) {
-            cold.seen = UNSEEN;
-        } else if cold.seen == UNSEEN && !fresh {
-            cold.seen = v.prev_end;
-        }
-        if cold.seen == UNSEEN {
-            0
-        } else {
-            t.saturating_sub(cold.seen)
-        }
-    };
-    let overdue = stall_idle > v.grace;
-    let mut suspected = slot::is_suspected(sw);
-    if suspected || overdue {
-        let seen = stall::Seen {
-            index,
-            sw,
-            reported,
-            flushed,
-            sent,
-            idle,
-            overdue,
-        };
-        match stall::attend(
-            shared,
-            stalls,
-            #[cfg(feature = "tracing")]
-            log,
-            page,
-            seen,
-            t,
-            v.epoch,
-            report,
-        ) {
-            Outcome::Leaves => return Outcome::Leaves,
-            Outcome::Pending { suspected: s } => suspected = s,
-        }
-    }
-    let mut armed = false;
-    if v.lag_window > 0 && !fresh {
-        let lag_prev = v.prev_last_seen.saturating_sub(rec.flushed_prev);
-        let (fired, still_armed) =
-            lag::classify(rec, cold, lag_prev, lag, flushed, v.epoch, v.lag_window);
-        armed = still_armed;
-        if let Some(lag) = fired {
-            if let Some(key) = page.key(off) {
-                lag::reported(rec);
-                armed = false;
-                shared.events.info(Event::Lagging {
-                    key: key.clone(),
-                    lag,
-                });
-                report.lagging.push(key);
-            }
-        }
-    }
-    rec.flushed_prev = flushed;
-    rec.sw = sw;
-    // The next visit may be steady if nothing here needs another look: the shape was not
-    // suspected (before or by this visit), its idleness is dated, and no lag run is about to
-    // be reported. It is then overdue from the tick after `progress + grace`.
-    let progress = if v.exact {
-        Some(slot.progress_tick())
-    } else {
-        (cold.seen != UNSEEN).then_some(cold.seen)
-    };
-    if let Some(progress) = progress.filter(|_| !suspected && !slot::is_suspected(sw) && !armed) {
-        rec.deadline = progress.saturating_add(v.grace).saturating_add(1);
-    }
-    Outcome::Pending { suspected }
 }
 
 #[cfg(all(test, not(loom)))]

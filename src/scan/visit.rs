@@ -1,0 +1,281 @@
+//! The visit pass of a scan: every entry of the pending set once, the steady test inline
+//! ([`visit_all`]), and the full [`visit`] of the entries that changed. The ground rules are
+//! the scan's (`mod.rs`).
+
+use super::{lag, stall, Cold, Lowest, Outcome, Rec, Sample, ScanState, Visit};
+use super::{AHEAD, BROKEN, FLAGS_SHIFT, PREFETCH_FROM, UNSEEN};
+use crate::core::Shared;
+use crate::slot::{self, Page};
+use crate::sync::prefetch;
+use crate::{Event, ScanReport};
+
+/// Visits every entry of the set: counts each pending shape in the watermark (the steady
+/// visits write nothing), takes the full [`visit`] for the others, and notes the entries
+/// that leave.
+pub(super) fn visit_all<K>(
+    shared: &Shared<K>,
+    st: &mut ScanState<K>,
+    t: u64,
+    last_seen: u64,
+    report: &mut ScanReport<K>,
+) -> Lowest
+where
+    K: crate::ShapeKey,
+{
+    let epoch = st.epoch;
+    let mut suspected_now = 0;
+    // The lowest flushed position of a pending shape, and where: the first pending shape
+    // wins ties (every flushed position of a pending shape is below `u64::MAX`).
+    let mut lowest = u64::MAX;
+    let (mut holder, mut holder_sw) = (usize::MAX, 0);
+
+    // Loop invariants in locals: the `Acquire` loads below would otherwise make the compiler
+    // reload them for every slot.
+    let v = Visit {
+        t,
+        epoch,
+        last_seen,
+        prev_end: st.prev_end,
+        prev_last_seen: st.prev_last_seen,
+        grace: shared.grace,
+        lag_window: shared.lag_window,
+        exact: shared.ticker.is_exact(),
+    };
+    // The steady test's lag condition: when `last_seen` moved, a pending shape whose flushed
+    // position did not has a grown lag, which the classifier must note unless it has already.
+    let need_grew = if v.lag_window > 0 && last_seen != v.prev_last_seen {
+        lag::GREW << FLAGS_SHIFT
+    } else {
+        0
+    };
+    let ScanState {
+        set,
+        cold,
+        leaving,
+        stalls,
+        pages,
+        #[cfg(feature = "tracing")]
+        log,
+        ..
+    } = st;
+    leaving.clear();
+    let mut pending = 0;
+    let set = set.as_mut_slice(); // its length and address stay in registers
+    let ahead = if set.len() >= PREFETCH_FROM {
+        AHEAD
+    } else {
+        set.len() // never an entry: no prefetch
+    };
+    for pos in 0..set.len() {
+        // Overlap the misses: start loading the slot line of the entry `AHEAD` visits on, so
+        // that a set spread over many pages (the pending set is sparse: a line and a TLB
+        // entry per shape) does not wait out one miss at a time.
+        if let Some(next) = set.get(pos + ahead) {
+            if let Some((page, off)) = slot::locate_page(pages, next.index) {
+                prefetch(&page.slots[off]);
+            }
+        }
+        let rec = &mut set[pos];
+        let Some((page, off)) = slot::locate_page(pages, rec.index) else {
+            continue; // unreachable: a listed slot's page was gathered
+        };
+        let slot = &page.slots[off];
+        let sw = slot.state();
+        let (reported, flushed, sent) = slot.snapshot();
+        // The steady test, one branch: nothing changed, not overdue, nothing for the
+        // classifier. Such a visit only counts the shape; it writes nothing. (Still pending
+        // follows: a nonzero deadline means the previous visit saw this shape, the same
+        // generation, pending at `flushed_prev`, and `sent` never decreases.)
+        let steady = ((sw ^ rec.sw) | (flushed ^ rec.flushed_prev) == 0)
+            & (t < rec.deadline)
+            & (rec.bits & need_grew == need_grew);
+        if !steady {
+            let sample = Sample {
+                sw,
+                reported,
+                flushed,
+                sent,
+            };
+            let out = visit(
+                shared,
+                &v,
+                stalls,
+                #[cfg(feature = "tracing")]
+                log,
+                page,
+                off,
+                rec,
+                &mut cold[pos],
+                sample,
+                report,
+            );
+            match out {
+                Outcome::Leaves => {
+                    leaving.push(pos);
+                    continue;
+                }
+                Outcome::Pending { suspected } => suspected_now += usize::from(suspected),
+            }
+        }
+        pending += 1;
+        if flushed < lowest {
+            lowest = flushed;
+            (holder, holder_sw) = (rec.index as usize, sw);
+        }
+    }
+    report.pending = pending;
+    Lowest {
+        lowest,
+        holder,
+        holder_sw,
+        suspected_now,
+    }
+}
+
+/// The full visit of one entry: whatever changed since the previous visit, the stall machine
+/// for a suspected or overdue shape, the lag classifier; then the record, with the deadline
+/// of the next steady visit.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn visit<K>(
+    shared: &Shared<K>,
+    v: &Visit,
+    stalls: &mut stall::Memory,
+    #[cfg(feature = "tracing")] log: &mut crate::log::Limiter,
+    page: &Page<K>,
+    off: usize,
+    rec: &mut Rec,
+    cold: &mut Cold,
+    sample: Sample,
+    report: &mut ScanReport<K>,
+) -> Outcome
+where
+    K: crate::ShapeKey,
+{
+    let Sample {
+        mut sw,
+        reported,
+        flushed,
+        sent,
+    } = sample;
+    let slot = &page.slots[off];
+    let index = rec.index as usize;
+    // Until proven otherwise, the next visit is full.
+    rec.deadline = 0;
+    if !slot::is_live(sw) || flushed >= sent {
+        // Ended, or caught up (never overdue; a suspicion the writer did not clear is
+        // answered): it leaves the set if `prune` proves it.
+        if slot::is_suspected(sw) && flushed >= sent {
+            slot.cas(sw, slot::answered(sw));
+        }
+        rec.bits |= BROKEN;
+        return Outcome::Leaves;
+    }
+    // A `defer` since the last look: clear its bit first, so that every decision below is
+    // made from a word that any later `defer` changes (no counter wrap can hide one).
+    let deferred = sw & slot::DEFERRED != 0;
+    if deferred {
+        let Some(cleared) = slot.clear_deferred(sw) else {
+            rec.bits |= BROKEN;
+            return Outcome::Leaves; // ended meanwhile
+        };
+        sw = cleared;
+    }
+    let t = v.t;
+    let gen = slot::gen32(sw);
+    let counter = slot::counter(sw);
+    let lag = v.last_seen.saturating_sub(flushed);
+    let fresh = rec.bits & BROKEN != 0 || slot::gen32(rec.sw) != gen;
+    if fresh {
+        *rec = Rec {
+            flushed_prev: flushed,
+            sw,
+            deadline: 0,
+            index: rec.index,
+            bits: 0,
+        };
+        *cold = Cold {
+            seen: UNSEEN,
+            run_start: v.epoch,
+        };
+    }
+    // Time since the last progress, as reported (events): from the stored ticks, so that a
+    // re-arm does not reset it. The stall machine's own idleness is `stall_idle`.
+    let idle = t.saturating_sub(slot.last_progress());
+    let stall_idle = if v.exact {
+        t.saturating_sub(slot.progress_tick())
+    } else {
+        // Real clock: a progress (a higher flushed position, a `defer`, becoming pending)
+        // first seen by a scan happened before that scan ended: never overdue in the scan
+        // that first sees it, whatever the time since the previous scan.
+        if deferred || flushed != rec.flushed_prev || counter != slot::counter(rec.sw) {
+            cold.seen = UNSEEN;
+        } else if cold.seen == UNSEEN && !fresh {
+            cold.seen = v.prev_end;
+        }
+        if cold.seen == UNSEEN {
+            0
+        } else {
+            t.saturating_sub(cold.seen)
+        }
+    };
+    let overdue = stall_idle > v.grace;
+    let mut suspected = slot::is_suspected(sw);
+    if suspected || overdue {
+        let seen = stall::Seen {
+            index,
+            sw,
+            reported,
+            flushed,
+            sent,
+            idle,
+            overdue,
+        };
+        match stall::attend(
+            shared,
+            stalls,
+            #[cfg(feature = "tracing")]
+            log,
+            page,
+            seen,
+            t,
+            v.epoch,
+            report,
+        ) {
+            Outcome::Leaves => return Outcome::Leaves,
+            Outcome::Pending { suspected: s } => suspected = s,
+        }
+    }
+    let mut armed = false;
+    if v.lag_window > 0 && !fresh {
+        let lag_prev = v.prev_last_seen.saturating_sub(rec.flushed_prev);
+        let (fired, still_armed) =
+            lag::classify(rec, cold, lag_prev, lag, flushed, v.epoch, v.lag_window);
+        armed = still_armed;
+        if let Some(lag) = fired {
+            if let Some(key) = page.key(off) {
+                lag::reported(rec);
+                armed = false;
+                shared.events.info(Event::Lagging {
+                    key: key.clone(),
+                    lag,
+                });
+                report.lagging.push(key);
+            }
+        }
+    }
+    rec.flushed_prev = flushed;
+    rec.sw = sw;
+    // The next visit may be steady if nothing here needs another look: the shape was not
+    // suspected (before or by this visit), its idleness is dated, and no lag run is about to
+    // be reported. It is then overdue from the tick after `progress + grace`.
+    let progress = if v.exact {
+        Some(slot.progress_tick())
+    } else {
+        (cold.seen != UNSEEN).then_some(cold.seen)
+    };
+    if let Some(progress) = progress.filter(|_| !suspected && !slot::is_suspected(sw) && !armed) {
+        rec.deadline = progress.saturating_add(v.grace).saturating_add(1);
+    }
+    Outcome::Pending { suspected }
+}
