@@ -340,7 +340,9 @@ impl Harness {
             coarse: c.coarse,
             event_capacity,
         });
-        let foreign = FlushTracker::new(Config::default()).expect("valid config");
+        // A mock clock here too: Miri cannot read the real one (CPUID).
+        let foreign = FlushTracker::new(Config::default().clock(quanta::Clock::mock().0))
+            .expect("valid config");
         let foreign_writers = (0..KEYS)
             .map(|k| foreign.register(k).expect("fresh key"))
             .collect();
