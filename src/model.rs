@@ -9,6 +9,13 @@
 //!
 //! Time is in nanoseconds; the tracker driven by [`Clock::mock()`](crate::Clock::mock) reads exactly the
 //! same ticks (see the crate docs, "Ticks"), so on a sequential run both agree step by step.
+//! With [`ModelConfig::coarse`] the model follows the real-clock rule instead
+//! (`Config::coarse_ticks`): progress is stamped with the tick of the last scan, and a scan
+//! dates a progress it first sees by the end of that scan (an upper bound).
+//!
+//! The event queue is modelled too: first in, first out, informational events dropped at
+//! [`ModelConfig::event_capacity`], at most one unread `Stalled` per shape; events stay queued
+//! until [`Model::take_events`] reads them.
 //!
 //! ```
 //! use flushwatch::model::{Model, ModelConfig};
@@ -23,7 +30,7 @@
 //! assert_eq!(m.scan(0).watermark, 10);
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::Hash;
 use std::time::Duration;
 
@@ -42,6 +49,11 @@ pub struct ModelConfig {
     pub policy: StallPolicy,
     /// Lagging window in scans (0: off).
     pub lag_window: u32,
+    /// The real-clock rule (`Config::coarse_ticks`): ticks of progress are the last scan's,
+    /// and idleness is measured from an upper bound of the progress time.
+    pub coarse: bool,
+    /// Queue length at which informational events are dropped (`Config::event_capacity`).
+    pub event_capacity: usize,
 }
 
 impl Default for ModelConfig {
@@ -52,6 +64,8 @@ impl Default for ModelConfig {
             start_at: 0,
             policy: StallPolicy::Evict,
             lag_window: 50,
+            coarse: false,
+            event_capacity: 4096,
         }
     }
 }
@@ -89,6 +103,15 @@ struct Shape<K> {
     lag_first: u64,
     flushed_first: u64,
     lagging: bool,
+    /// Coarse ticks: progress (a higher flushed position, a `defer`, a re-arm) since the
+    /// previous scan.
+    changed: bool,
+    /// Coarse ticks: the upper bound of the last progress's time, once a scan dated it.
+    seen: Option<u64>,
+    /// Whether the previous scan counted this shape pending (else the next one starts anew).
+    counted: bool,
+    /// The sequence number of this shape's last queued `Stalled` (at most one unread).
+    stalled_seq: Option<u64>,
 }
 
 impl<K> Shape<K> {
@@ -118,7 +141,26 @@ pub struct Model<K> {
     shapes: BTreeMap<ModelId, Shape<K>>,
     by_key: HashMap<K, ModelId>,
     next: u64,
-    events: Vec<Event<K>>,
+    /// Unread events with their sequence numbers and emission numbers, oldest first.
+    queue: VecDeque<(u64, u64, Event<K>)>,
+    /// Events emitted so far, queued or dropped (the next event's emission number).
+    emitted: u64,
+    /// Informational events dropped at capacity since the last read, with their emission
+    /// numbers.
+    dropped_unread: Vec<(u64, Event<K>)>,
+    /// Events queued so far (the next sequence number).
+    queued: u64,
+    /// Informational events dropped at capacity.
+    dropped: u64,
+    /// The fewest and the most informational events the scans so far could have dropped:
+    /// when a scan at capacity emits action and informational events, how many are dropped
+    /// depends on the order in which it visits the shapes (the model's is by registration).
+    dropped_range: (u64, u64),
+    /// `Stalled` events not queued because the shape's previous one was unread.
+    withheld: u64,
+    /// Coarse ticks: the tick the last scan published (what progress is stamped with), and
+    /// the end of the last scan.
+    scan_tick: u64,
 }
 
 impl<K: Hash + Eq + Clone> Model<K> {
@@ -131,8 +173,48 @@ impl<K: Hash + Eq + Clone> Model<K> {
             shapes: BTreeMap::new(),
             by_key: HashMap::new(),
             next: 0,
-            events: Vec::new(),
+            queue: VecDeque::new(),
+            emitted: 0,
+            dropped_unread: Vec::new(),
+            queued: 0,
+            dropped: 0,
+            dropped_range: (0, 0),
+            withheld: 0,
+            scan_tick: 0,
         }
+    }
+
+    /// The tick progress made at `now` is stamped with.
+    fn tick(&self, now: u64) -> u64 {
+        if self.config.coarse {
+            self.scan_tick
+        } else {
+            now
+        }
+    }
+
+    fn push(&mut self, event: Event<K>) -> u64 {
+        let seq = self.queued;
+        self.queue.push_back((seq, self.emitted, event));
+        self.queued += 1;
+        self.emitted += 1;
+        seq
+    }
+
+    /// Queues an informational event, or drops and counts it at capacity.
+    fn info(&mut self, event: Event<K>) {
+        if self.queue.len() >= self.config.event_capacity {
+            self.dropped += 1;
+            self.dropped_unread.push((self.emitted, event));
+            self.emitted += 1;
+        } else {
+            self.push(event);
+        }
+    }
+
+    /// Whether the event numbered `seq` was read.
+    fn is_read(&self, seq: u64) -> bool {
+        seq < self.queued - self.queue.len() as u64
     }
 
     fn live(&mut self, id: ModelId) -> Option<&mut Shape<K>> {
@@ -159,6 +241,7 @@ impl<K: Hash + Eq + Clone> Model<K> {
         self.next += 1;
         let id = ModelId(self.next);
         self.by_key.insert(key.clone(), id);
+        let now = self.tick(now);
         self.shapes.insert(
             id,
             Shape {
@@ -175,6 +258,10 @@ impl<K: Hash + Eq + Clone> Model<K> {
                 lag_first: 0,
                 flushed_first: 0,
                 lagging: false,
+                changed: false,
+                seen: None,
+                counted: false,
+                stalled_seq: None,
             },
         );
         Ok(id)
@@ -201,6 +288,12 @@ impl<K: Hash + Eq + Clone> Model<K> {
             ..Tracked::default()
         };
         let mut skipped = Vec::new();
+        // The tick a shape becomes pending at: as progress, except that before the first scan
+        // (no tick published yet) a coarse clock is read exactly.
+        let now = match self.tick(now) {
+            0 => now,
+            tick => tick,
+        };
         for &id in ids {
             let Some(s) = self.live(id) else {
                 if !skipped.contains(&id) {
@@ -245,21 +338,25 @@ impl<K: Hash + Eq + Clone> Model<K> {
 
     /// `Writer::flushed` at time `now`.
     pub fn flushed(&mut self, id: ModelId, position: Offset, now: u64) {
+        let now = self.tick(now);
         if let Some(s) = self.live(id) {
             let p = position.min(s.sent);
             if p > s.flushed {
                 s.flushed = p;
                 s.tick = now;
                 s.suspected_at = None;
+                s.changed = true;
             }
         }
     }
 
     /// `Writer::defer` at time `now`.
     pub fn defer(&mut self, id: ModelId, now: u64) {
+        let now = self.tick(now);
         if let Some(s) = self.live(id) {
             s.tick = now;
             s.suspected_at = None;
+            s.changed = true;
         }
     }
 
@@ -281,7 +378,7 @@ impl<K: Hash + Eq + Clone> Model<K> {
         let key = s.key.clone();
         self.end(id, Ended::WriterGone);
         if let Some(cause) = cause {
-            self.events.push(Event::WriterDown { key, cause });
+            self.push(Event::WriterDown { key, cause });
         }
     }
 
@@ -312,27 +409,48 @@ impl<K: Hash + Eq + Clone> Model<K> {
         let mut min = self.last_seen;
         let mut holder: Option<K> = None;
         let mut evicted = Vec::new();
+        // Emitted in this order after the pass (the queue's rules need `self`).
+        let mut emitted: Vec<(Option<ModelId>, Event<K>)> = Vec::new();
+        let prev_end = self.scan_tick;
         for (&id, s) in self.shapes.iter_mut().filter(|(_, s)| s.ended.is_none()) {
             report.registered += 1;
+            let changed = std::mem::take(&mut s.changed);
+            let counted = std::mem::take(&mut s.counted);
             if !s.pending() {
                 s.suspected_at = None;
                 s.reset_lag();
                 continue;
             }
             // Events report the time since the last progress; a re-arm restarts only the
-            // stall timer.
+            // stall timer, which `stall_idle` measures.
             let idle = now.saturating_sub(s.last_progress());
-            let overdue = now.saturating_sub(s.progress_tick()) > c.grace;
+            let stall_idle = if c.coarse {
+                // A progress first seen by this scan (or a shape this scan starts anew) is
+                // dated by this scan's end: never overdue now. Else by the previous scan's
+                // end, once.
+                if !counted || changed {
+                    s.seen = None;
+                } else if s.seen.is_none() {
+                    s.seen = Some(prev_end);
+                }
+                s.seen.map_or(0, |seen| now.saturating_sub(seen))
+            } else {
+                now.saturating_sub(s.progress_tick())
+            };
+            let overdue = stall_idle > c.grace;
             match s.suspected_at {
                 Some(at) if overdue && now.saturating_sub(at) > c.challenge => {
                     let evict = c.policy == StallPolicy::Evict;
-                    self.events.push(Event::Stalled {
-                        key: s.key.clone(),
-                        idle: Duration::from_nanos(idle),
-                        flushed: s.flushed,
-                        sent: s.sent,
-                        evicted: evict,
-                    });
+                    emitted.push((
+                        (!evict).then_some(id),
+                        Event::Stalled {
+                            key: s.key.clone(),
+                            idle: Duration::from_nanos(idle),
+                            flushed: s.flushed,
+                            sent: s.sent,
+                            evicted: evict,
+                        },
+                    ));
                     report.stalled.push(s.key.clone());
                     s.suspected_at = None;
                     if evict {
@@ -340,19 +458,25 @@ impl<K: Hash + Eq + Clone> Model<K> {
                         continue;
                     }
                     s.rearm = now;
+                    // The re-arm answers the challenge: progress for the coarse rule.
+                    s.changed = true;
                 }
                 Some(_) => {}
                 None if overdue => {
                     s.suspected_at = Some(now);
-                    self.events.push(Event::Suspected {
-                        key: s.key.clone(),
-                        idle: Duration::from_nanos(idle),
-                    });
+                    emitted.push((
+                        None,
+                        Event::Suspected {
+                            key: s.key.clone(),
+                            idle: Duration::from_nanos(idle),
+                        },
+                    ));
                     report.suspected.push(s.key.clone());
                 }
                 None => {}
             }
             report.pending += 1;
+            s.counted = true;
             if s.flushed < min || holder.is_none() {
                 min = min.min(s.flushed);
                 holder = Some(s.key.clone());
@@ -374,10 +498,13 @@ impl<K: Hash + Eq + Clone> Model<K> {
                     && s.flushed > s.flushed_first
                 {
                     s.lagging = true;
-                    self.events.push(Event::Lagging {
-                        key: s.key.clone(),
-                        lag,
-                    });
+                    emitted.push((
+                        None,
+                        Event::Lagging {
+                            key: s.key.clone(),
+                            lag,
+                        },
+                    ));
                     report.lagging.push(s.key.clone());
                 }
             }
@@ -385,6 +512,35 @@ impl<K: Hash + Eq + Clone> Model<K> {
         for id in evicted {
             self.end(id, Ended::Evicted);
         }
+        let room = self.config.event_capacity.saturating_sub(self.queue.len()) as u64;
+        let (mut actions, mut infos) = (0u64, 0u64);
+        for (stalling, event) in emitted {
+            match (&event, stalling) {
+                (Event::Stalled { .. }, Some(id)) => {
+                    // Re-armed (`Report`): queued unless its previous `Stalled` is unread.
+                    let previous = self.shapes[&id].stalled_seq;
+                    if previous.is_none_or(|p| self.is_read(p)) {
+                        actions += 1;
+                        let seq = self.push(event);
+                        self.shapes.get_mut(&id).expect("shape").stalled_seq = Some(seq);
+                    } else {
+                        self.withheld += 1;
+                    }
+                }
+                (Event::Stalled { .. }, None) => {
+                    actions += 1;
+                    self.push(event);
+                }
+                _ => {
+                    infos += 1;
+                    self.info(event);
+                }
+            }
+        }
+        // Informational events first, or actions first.
+        self.dropped_range.0 += infos.saturating_sub(room);
+        self.dropped_range.1 += infos.saturating_sub(room.saturating_sub(actions));
+        self.scan_tick = self.scan_tick.max(now);
         if min > self.watermark {
             self.watermark = min;
         }
@@ -471,19 +627,47 @@ impl<K: Hash + Eq + Clone> Model<K> {
             .collect()
     }
 
-    /// Takes the events emitted since the last call.
+    /// Reads every queued event, oldest first (what a receiver of `events()` gets).
     pub fn take_events(&mut self) -> Vec<Event<K>> {
-        std::mem::take(&mut self.events)
+        self.take_events_numbered()
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect()
     }
 
-    /// The safety bound: the largest `P` such that every transaction with commit `<= P` is
-    /// durable in every live shape it was tracked for, given the history so far. Equal to
-    /// `min(last_seen, min flushed over live pending shapes)` in the model.
-    pub fn safe_bound(&self) -> Offset {
-        self.shapes
-            .values()
-            .filter(|s| s.ended.is_none() && s.pending())
-            .map(|s| s.flushed)
-            .fold(self.last_seen, Offset::min)
+    /// Reads every queued event with its emission number (its index among all events
+    /// emitted, queued or dropped at capacity).
+    pub fn take_events_numbered(&mut self) -> Vec<(u64, Event<K>)> {
+        self.queue.drain(..).map(|(_, n, e)| (n, e)).collect()
+    }
+
+    /// The informational events dropped at capacity since the last call, with their emission
+    /// numbers. Which of the events of one scan are dropped depends on the order in which
+    /// the scan visits the shapes, which the model does not follow.
+    pub fn take_dropped(&mut self) -> Vec<(u64, Event<K>)> {
+        std::mem::take(&mut self.dropped_unread)
+    }
+
+    /// Informational events dropped at capacity (`FlushTracker::events_dropped`) as the model
+    /// ordered them.
+    pub fn events_dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// The fewest and the most informational events a tracker could have dropped at
+    /// capacity: equal unless a scan at capacity emitted both action and informational events
+    /// (then the count depends on the order of its visits).
+    pub fn events_dropped_range(&self) -> (u64, u64) {
+        self.dropped_range
+    }
+
+    /// Events emitted so far, queued (read or not) or dropped: the next one's emission number.
+    pub fn events_emitted(&self) -> u64 {
+        self.emitted
+    }
+
+    /// `Stalled` events not queued because the shape's previous `Stalled` was still unread.
+    pub fn stalls_withheld(&self) -> u64 {
+        self.withheld
     }
 }

@@ -241,11 +241,30 @@ fn reports_from_evicted_removed_or_retired_writers_are_ignored() {
     b.flushed(6);
     assert_eq!(t.status(&"b"), None);
     assert_eq!(t.scan().watermark, 6);
-    // retired: a new writer for the same key starts fresh.
+    // retired while pending: it reported 7 of 7 and 8; it no longer pins (a live shape at 7
+    // would hold the watermark at 7), it ends quietly, its key is free, and a new writer for
+    // the same key starts fresh (nothing of the old shape's positions).
     let c = t.register("c").unwrap();
     t.track(7, &[c.id()]).unwrap();
+    t.track(8, &[c.id()]).unwrap();
+    c.flushed(7);
+    assert_eq!(t.scan().watermark, 7, "c pins at 7 while live");
+    events(&t);
     c.retire();
-    assert_eq!(t.scan().watermark, 7);
+    assert_eq!(t.status(&"c"), None, "a retired key is free");
+    let r = t.scan();
+    assert_eq!((r.watermark, r.pending, r.registered), (8, 0, 0));
+    assert!(events(&t).is_empty(), "a retired writer ends quietly");
+    let c2 = t.register("c").unwrap();
+    let s = t.status(&"c").unwrap();
+    assert_eq!((s.sent, s.flushed, s.pending), (0, 0, false));
+    assert_eq!(t.track(9, &[c2.id()]).unwrap().previous, 8);
+    let s = t.status(&"c").unwrap();
+    assert_eq!(
+        (s.sent, s.flushed, s.pending),
+        (9, 8, true),
+        "raised to 8, not the old 7"
+    );
 }
 
 #[test]
@@ -587,21 +606,46 @@ fn remove_returns_whether_registered_and_makes_the_writer_inert() {
     assert!(events(&t).is_empty());
 }
 
+/// The slot index inside a `ShapeId` (its `Debug` form: `ShapeId { index: N, gen: G }`).
+fn slot_of(id: flushwatch::ShapeId) -> u32 {
+    let text = format!("{id:?}");
+    let digits: String = text["ShapeId { index: ".len()..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().unwrap()
+}
+
 #[test]
-fn a_stale_writer_never_touches_the_slot_s_next_shape() {
+fn a_removed_writer_never_touches_another_shape_and_a_stale_id_never_touches_the_slot_s_next_shape()
+{
     let t = tracker();
     let a = t.register("a").unwrap();
     let old = a.id();
     assert!(t.remove(&"a"));
-    // `a` still owns its slot: a new registration gets another slot.
+    // `a`'s writer still owns its slot: a new registration gets another slot, and what the
+    // removed writer does lands in its own slot only.
     let b = t.register("b").unwrap();
-    assert_ne!(b.id(), old);
+    assert_ne!(slot_of(b.id()), slot_of(old));
     t.track(4, &[b.id()]).unwrap();
     a.flushed(4);
     a.defer();
-    assert_eq!(t.status(&"b").unwrap().flushed, 0);
-    assert!(!t.status(&"b").unwrap().suspected);
+    let s = t.status(&"b").unwrap();
+    assert_eq!((s.flushed, s.suspected), (0, false));
     assert_eq!(t.track(5, &[old]).unwrap().skipped, 1);
+    // Once the writer is gone its slot is reused: the old id names the slot of `c` now, and
+    // is still skipped (another generation); `c` is untouched by it.
+    drop(a);
+    let c = t.register("c").unwrap();
+    assert_eq!(slot_of(c.id()), slot_of(old), "the freed slot is reused");
+    assert_ne!(c.id(), old);
+    let tracked = t.track(6, &[old]).unwrap();
+    assert_eq!((tracked.tracked, tracked.skipped), (0, 1));
+    let s = t.status(&"c").unwrap();
+    assert_eq!((s.sent, s.flushed, s.pending), (0, 0, false));
+    assert!(t.remove(&"c"));
+    assert!(c.is_evicted());
+    assert!(!t.remove(&"c"), "removed once");
 }
 
 // --- stall detection (mock clock) --------------------------------------------------------------
@@ -644,48 +688,74 @@ fn overdue_is_strictly_more_than_grace() {
 }
 
 #[test]
-fn a_stall_beyond_the_first_page_is_found_and_counted() {
-    // 200 shapes span several slot pages; the stuck one sits past the first.
+fn stalls_beyond_the_first_page_are_found_and_counted() {
+    // Slots come in pages of 1,024: 2,600 shapes fill two pages and part of a third; the
+    // stuck shapes sit on the second and the third.
+    const N: u32 = 2_600;
+    const STUCK: [u32; 2] = [1_500, 2_500];
     let (clock, mock) = Clock::mock();
     let t: FlushTracker<u32> = FlushTracker::new(
         Config::default()
             .grace(MS * 10)
             .challenge(MS * 5)
+            .event_capacity(4)
             .clock(clock),
     )
     .unwrap();
-    let writers: Vec<_> = (0..200u32).map(|k| t.register(k).unwrap()).collect();
+    let writers: Vec<_> = (0..N).map(|k| t.register(k).unwrap()).collect();
     let ids: Vec<_> = writers.iter().map(|w| w.id()).collect();
+    assert_eq!(
+        ids.iter().map(|&id| slot_of(id) / 1024).max(),
+        Some(2),
+        "three pages"
+    );
     t.track(1, &ids).unwrap();
     for w in &writers {
-        if *w.key() != 150 {
+        if !STUCK.contains(w.key()) {
             w.flushed(1);
         }
     }
     mock.increment(MS * 11);
     let r = t.scan();
-    assert_eq!(r.suspected, vec![150]);
-    assert_eq!(r.registered, 200);
-    assert_eq!(r.pinned_by, Some(150));
+    let sorted = |mut v: Vec<u32>| {
+        v.sort_unstable();
+        v
+    };
+    assert_eq!(sorted(r.suspected.clone()), STUCK);
+    assert_eq!(r.registered, N as usize);
+    assert!(r.pinned_by.is_some_and(|k| STUCK.contains(&k)), "{r:?}");
     let s = t.stats();
-    assert_eq!((s.registered, s.pending, s.suspected), (200, 1, 1));
+    assert_eq!((s.registered, s.pending, s.suspected), (N as usize, 2, 2));
     mock.increment(MS * 6);
     let r = t.scan();
-    assert_eq!(r.stalled, vec![150]);
+    assert_eq!(sorted(r.stalled.clone()), STUCK);
     assert_eq!(r.watermark, 1);
-    assert!(writers[150].is_evicted());
-    assert!(!writers[149].is_evicted() && !writers[151].is_evicted());
+    for k in STUCK {
+        let k = k as usize;
+        assert!(writers[k].is_evicted());
+        assert!(!writers[k - 1].is_evicted() && !writers[k + 1].is_evicted());
+    }
     let s = t.stats();
-    assert_eq!((s.pending, s.suspected, s.evicted), (0, 0, 1));
-    assert_eq!(t.id_of(&150), None, "the evicted key is free");
-    assert_eq!(t.id_of(&149), Some(writers[149].id()));
-    let again = t.register(150).expect("registered again at once");
+    assert_eq!((s.pending, s.suspected, s.evicted), (0, 0, 2));
+    let evicted: Vec<u32> = events(&t)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Stalled {
+                key, evicted: true, ..
+            } => Some(key),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sorted(evicted), STUCK, "both evictions reach the reader");
+    assert_eq!(t.id_of(&1_500), None, "the evicted key is free");
+    assert_eq!(t.id_of(&1_499), Some(writers[1_499].id()));
+    let again = t.register(2_500).expect("registered again at once");
     t.track(2, &[again.id()]).unwrap();
-    assert_eq!(t.scan().pinned_by, Some(150));
+    assert_eq!(t.scan().pinned_by, Some(2_500));
     let s = t.stats();
     assert_eq!(
         (s.pending, s.suspected, s.evicted),
-        (1, 0, 1),
+        (1, 0, 2),
         "only the new shape"
     );
 }

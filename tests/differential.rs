@@ -1,5 +1,6 @@
 //! Differential tests: the lock-free tracker against the sequential model (`src/model.rs`),
-//! step by step, with a mock clock.
+//! step by step, with a mock clock, and both against the harness's own safety oracle (see
+//! `support/ops.rs`).
 //!
 //! - `proptest_matches_model`: random byte strings decoded into operation sequences
 //!   (the same decoder as the cargo-fuzz target).
@@ -46,6 +47,14 @@ fn fixed_seeds_match_model() {
         ("defer answering a challenge", c.defer_answered),
         ("ids of another tracker", c.foreign_skipped),
         ("partial reports of previous(c)", c.partial_reports),
+        ("events left unread across steps", c.unread_kept),
+        ("informational events dropped at capacity", c.dropped),
+        (
+            "a second Stalled withheld while the first is unread",
+            c.stalls_withheld,
+        ),
+        ("stalls on coarse ticks", c.coarse_stalls),
+        ("stalls on the second page", c.paged_stalls),
     ] {
         assert!(
             n >= 3,

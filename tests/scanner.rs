@@ -1,5 +1,9 @@
 //! The background scanner with the real clock: detection within the documented bound, healthy
-//! consumers untouched, prompt shutdown.
+//! consumers untouched, prompt shutdown, a fixed rate.
+//!
+//! Nothing here sleeps to wait for the scanner: tests poll what they wait for with a deadline.
+//! The sleeps left pace the simulated producer and consumers, or let real time pass where
+//! the rule under test is about real time.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -119,7 +123,10 @@ fn a_wedged_writer_is_stalled_within_the_bound_and_the_healthy_one_never_suspect
 
         // The watermark moves on with the healthy consumer.
         let before = tracker.watermark();
-        std::thread::sleep(Duration::from_millis(100));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while tracker.watermark() == before && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
         assert!(
             tracker.watermark() > before,
             "the watermark advances after eviction"
@@ -140,8 +147,15 @@ fn the_guard_stops_the_scanner_promptly() {
     let tracker =
         FlushTracker::<u8>::new(Config::default().scan_interval(Duration::from_secs(30))).unwrap();
     let scanner = tracker.spawn_scanner().unwrap();
-    std::thread::sleep(Duration::from_millis(50));
-    assert_eq!(tracker.stats().scans, 1, "the first scan runs at once");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while tracker.stats().scans == 0 && Instant::now() < deadline {
+        std::thread::yield_now();
+    }
+    assert_eq!(
+        tracker.stats().scans,
+        1,
+        "the first scan runs at once, and only it"
+    );
     let t0 = Instant::now();
     drop(scanner);
     assert!(
@@ -161,12 +175,21 @@ fn the_last_tracker_handle_stops_the_scanner() {
     let clone = tracker.clone();
     let scanner = tracker.spawn_scanner().unwrap();
     std::mem::forget(scanner); // even a leaked guard does not keep it alive
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while scanner_threads() == before && Instant::now() < deadline {
+        std::thread::yield_now();
+    }
+    assert_eq!(scanner_threads(), before + 1, "the scanner thread started");
     drop(tracker);
-    std::thread::sleep(Duration::from_millis(20));
-    assert!(
-        scanner_threads() > before,
-        "a clone still holds the tracker"
-    );
+    // For 20 ms, at every look, the thread is still there (not a wait for it: a check that
+    // it does not go away).
+    let until = Instant::now() + Duration::from_millis(20);
+    while Instant::now() < until {
+        assert!(
+            scanner_threads() > before,
+            "a clone still holds the tracker"
+        );
+    }
     drop(clone);
     let deadline = Instant::now() + Duration::from_secs(5);
     while scanner_threads() > before && Instant::now() < deadline {
@@ -176,20 +199,52 @@ fn the_last_tracker_handle_stops_the_scanner() {
     writer.flushed(1);
 }
 
+/// A key whose `clone` takes 3 ms: a scan that reports a pinned shape clones its key, so
+/// every scan takes several milliseconds.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct SlowKey(u8);
+
+impl Clone for SlowKey {
+    fn clone(&self) -> Self {
+        std::thread::sleep(Duration::from_millis(3));
+        SlowKey(self.0)
+    }
+}
+
 #[test]
 fn the_scanner_runs_at_a_fixed_rate() {
+    // Scans of 6 ms or more, every 10 ms: at a fixed rate (a grid of 10 ms), 30 scans take
+    // about 300 ms; at a fixed delay (10 ms after each scan ends) they would take 480 ms or
+    // more. (Without slow scans the two are indistinguishable.)
     let _serial = serial();
-    let tracker =
-        FlushTracker::<u8>::new(Config::default().scan_interval(Duration::from_millis(10)))
-            .unwrap();
+    let interval = Duration::from_millis(10);
+    let tracker = FlushTracker::new(Config::default().scan_interval(interval)).unwrap();
+    let w = tracker.register(SlowKey(1)).unwrap();
+    tracker.track(1, &[w.id()]).unwrap(); // pending: every scan names (clones) it
+    let t0 = Instant::now();
+    let scan = Instant::now();
+    assert_eq!(tracker.scan().pinned_by, Some(SlowKey(1)));
+    let one = scan.elapsed();
+    assert!(one >= Duration::from_millis(6), "a scan took only {one:?}");
+    let before = tracker.stats().scans;
     let scanner = tracker.spawn_scanner().unwrap();
-    std::thread::sleep(Duration::from_millis(505));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tracker.stats().scans < before + 31 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let elapsed = t0.elapsed() - one;
     drop(scanner);
-    let scans = tracker.stats().scans;
-    // 51 grid points in 505 ms; a loaded machine may skip a few, never add any.
+    let scans = tracker.stats().scans - before;
+    assert!(scans >= 31, "{scans} scans in {elapsed:?}");
+    // 31 scans span 30 intervals: 300 ms on the grid. A loaded machine may skip a grid point
+    // now and then (a scan that overruns its slot); fixed delay needs 30 * 16 ms = 480 ms.
     assert!(
-        (25..=52).contains(&scans),
-        "{scans} scans in 505 ms at 10 ms"
+        elapsed < Duration::from_millis(420),
+        "30 intervals took {elapsed:?}: not a fixed rate of {interval:?}"
+    );
+    assert!(
+        elapsed >= Duration::from_millis(290),
+        "30 intervals took {elapsed:?}: faster than {interval:?}"
     );
 }
 

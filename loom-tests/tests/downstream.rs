@@ -20,7 +20,7 @@
 //! (commit end LSNs): the acknowledged position must be a commit or `start_at`, never a
 //! position in between.
 //!
-//! Bound: preemption bound 2. The user's protocol is two messages through a loom channel; two
+//! Bound: preemption bound 2 unless `LOOM_MAX_PREEMPTIONS` says otherwise. The user's protocol is two messages through a loom channel; two
 //! preemptions already put each report anywhere relative to the producer's next `track` and
 //! to the scan.
 #![cfg(loom)]
@@ -33,7 +33,10 @@ use loom::thread;
 #[test]
 fn acknowledged_position_is_durable() {
     let mut builder = loom::model::Builder::new();
-    builder.preemption_bound = Some(2);
+    // `LOOM_MAX_PREEMPTIONS` (read by `Builder::new`) wins, so `scripts/loom deep` deepens it.
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(2);
+    }
     builder.check(|| {
         let (clock, _mock) = Clock::mock();
         let tracker = FlushTracker::new(Config::default().clock(clock).event_capacity(8)).unwrap();

@@ -30,10 +30,11 @@
 //!   `remove_vs_evict_exactly_one` also requires
 //!   that they never both claim it: either `remove` returns true and the end is quiet (no
 //!   `Stalled`: a removed shape must not be rebuilt), or the scan stalls it and `remove`
-//!   returns false. Failing interleaving: `remove` takes the key out of the map; the scan's
-//!   CAS to `ENDING` succeeds (the state word is still `LIVE`), its key removal finds
-//!   nothing, it stores `EVICTED` and queues `Stalled`; `remove`'s CAS loop sees `EVICTED`
-//!   and returns true.
+//!   returns false. It runs like every model and passes. The interleaving it failed on before
+//!   `remove` ended the shape by CAS first (0.2's first draft): `remove` took the key out of
+//!   the map; the scan's CAS to `ENDING` succeeded (the state word was still `LIVE`), its key
+//!   removal found nothing, it stored `EVICTED` and queued `Stalled`; `remove`'s CAS loop saw
+//!   `EVICTED` and returned true.
 //!
 //! Bound: preemption bound 3. Two threads; the drop is a handful of loom steps (producer lock,
 //! positions, swap, key mutex, free list, queue), the register a dozen, `remove` one lookup

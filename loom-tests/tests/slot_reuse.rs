@@ -23,7 +23,8 @@
 //! `track`; the generation checks are single loads/CASes, so their placement is fully covered.
 #![cfg(loom)]
 
-use flushwatch_loom_tests::{assert_position, assert_safe, explore, tracker, ShapeFacts};
+use flushwatch::Event;
+use flushwatch_loom_tests::{assert_position, assert_safe, drain, explore, tracker, ShapeFacts};
 use loom::thread;
 
 #[test]
@@ -96,9 +97,18 @@ fn stale_remove_vs_reuse() {
         let removed = t.remove(&"a");
         let c = reuser.join().unwrap();
 
-        // `remove` saw `a` registered unless the drop unregistered it first; either way `c`,
-        // which reused the slot, is untouched.
-        let _ = removed;
+        // `remove` ended `a` (true) unless the drop ended it first (false: the drop queued
+        // `WriterDown`, `a` being pending); exactly one of them did. Either way `c`, which
+        // reused the slot, is untouched.
+        let downs: Vec<_> = drain(&t)
+            .into_iter()
+            .filter(|e| matches!(e, Event::WriterDown { key: "a", .. }))
+            .collect();
+        assert_eq!(
+            downs.len(),
+            usize::from(!removed),
+            "removed {removed}, events {downs:?}"
+        );
         assert!(
             !c.is_evicted(),
             "a stale removal ended the shape that reused the slot"

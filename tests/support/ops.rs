@@ -4,20 +4,42 @@
 //! Shared by `tests/differential.rs` (proptest over random bytes + the saved fuzz corpus) and
 //! the cargo-fuzz target `fuzz/fuzz_targets/differential.rs`, so one decoder and one checker
 //! serve all three.
+//!
+//! Besides tracker == model, every step is checked against the harness's own **safety
+//! oracle**, which trusts neither: from what the harness tracked to each shape, what each
+//! writer reported and which shapes ended, the highest position durable everywhere. The
+//! published watermark must be at most that, `start_at` or a tracked commit, and never go
+//! down; a bug shared by the model and the tracker fails here.
+//!
+//! Fuzzed configuration beyond the stall settings: coarse ticks (the real-clock rule), small
+//! event capacities, a lazy reader (events left unread across steps: FIFO, at most one unread
+//! `Stalled` per shape and the dropping rule at capacity are compared with the model), and
+//! runs whose shapes all live past the first page of slots.
 
 #![allow(dead_code)]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
 use flushwatch::model::{Model, ModelConfig, ModelId};
 use flushwatch::{Clock, MockClock};
-use flushwatch::{Config, Event, FlushTracker, Offset, ScanReport, StallPolicy, Writer};
+use flushwatch::{Config, DownCause, Event, FlushTracker, Offset, ScanReport, StallPolicy, Writer};
 
 /// Keys are small so that operations collide on them.
-pub const KEYS: u8 = 12;
+pub const KEYS: u16 = 12;
+
+/// Slots per page (`slot::PAGE`): a paged run first registers this many filler shapes (keys
+/// from [`FILLER`]), so that every shape of the run lives on the second page.
+pub const PAGE: u16 = 1024;
+/// The first filler key.
+pub const FILLER: u16 = 1000;
+
+/// The key an operand names.
+fn key(k: u8) -> u16 {
+    u16::from(k) % KEYS
+}
 
 /// One configuration of a run.
 #[derive(Debug, Clone, Arbitrary)]
@@ -27,6 +49,15 @@ pub struct RunConfig {
     pub report: bool,
     pub lag_window: u8,
     pub start_at: StartAt,
+    /// `Config::coarse_ticks`: the real-clock stall rule on the mock clock.
+    pub coarse: bool,
+    /// `event_capacity`: 1 to 4 when below 128, else the default.
+    pub capacity: u8,
+    /// Events are read after every step (else only by `Op::Read` and at the end).
+    pub eager_reader: bool,
+    /// 1,024 filler shapes first when `paged % 4 == 0` (a quarter of the runs: the fillers
+    /// cost time): the run's shapes live on the second page.
+    pub paged: u8,
 }
 
 /// Interesting `start_at` values.
@@ -79,6 +110,8 @@ pub enum Op {
         nanos: u8,
     },
     Scan,
+    /// Read every queued event (compared with the model's queue, in order).
+    Read,
 }
 
 impl<'a> Arbitrary<'a> for Op {
@@ -116,7 +149,8 @@ impl<'a> Arbitrary<'a> for Op {
                 ms: u8::arbitrary(u)?,
                 nanos: u8::arbitrary(u)?,
             },
-            _ => Op::Scan,
+            83..=94 => Op::Scan,
+            _ => Op::Read,
         })
     }
 }
@@ -138,6 +172,10 @@ impl Run {
             report: false,
             lag_window: 0,
             start_at: StartAt::Zero,
+            coarse: false,
+            capacity: 255,
+            eager_reader: true,
+            paged: 1,
         });
         let mut ops = Vec::new();
         while !u.is_empty() && ops.len() < 400 {
@@ -151,10 +189,15 @@ impl Run {
 }
 
 struct Held {
-    writer: Writer<u8>,
+    writer: Writer<u16>,
     id: ModelId,
     /// The commits tracked for this shape, with their `Tracked::previous`, newest last.
     received: Vec<(Offset, Offset)>,
+    /// The oracle's record: every commit a successful `track` named this shape with (while
+    /// it was not evicted or removed), and the highest position it reported, clamped to the
+    /// newest of them.
+    tracked: Vec<Offset>,
+    durable: Offset,
 }
 
 /// How much `check` compares after each step.
@@ -172,22 +215,33 @@ pub enum Checks {
 
 /// The tracker and the model side by side.
 pub struct Harness {
-    pub tracker: FlushTracker<u8>,
-    pub model: Model<u8>,
+    pub tracker: FlushTracker<u16>,
+    pub model: Model<u16>,
     mock: Arc<MockClock>,
     now: u64,
     writers: Vec<Held>,
     /// `start_at` and every commit handed to `track`: the only values a watermark may take.
     positions: BTreeSet<Offset>,
     /// A second tracker, whose ids `Op::Foreign` hands to the first.
-    foreign: FlushTracker<u8>,
-    foreign_writers: Vec<Writer<u8>>,
+    foreign: FlushTracker<u16>,
+    foreign_writers: Vec<Writer<u16>>,
     last_watermark: Offset,
+    /// Events are read after every step.
+    eager_reader: bool,
+    /// Coarse ticks.
+    coarse: bool,
+    /// `(events emitted by the model up to step n, n)`, for the steps that emitted any: which
+    /// step emitted a numbered event.
+    emitted_at: Vec<(u64, usize)>,
+    /// Events read so far from the tracker and from the model.
+    read: (u64, u64),
+    /// Filler shapes of a paged run (kept alive, never tracked).
+    fillers: Vec<Writer<u16>>,
     /// How many operations ran.
     pub steps: usize,
     checks: Checks,
     /// The keys the last step named (for `Checks::Touched`).
-    touched: Vec<u8>,
+    touched: Vec<u16>,
     /// Which rules the run reached.
     pub coverage: Coverage,
 }
@@ -208,6 +262,16 @@ pub struct Coverage {
     pub defer_answered: usize,
     pub foreign_skipped: usize,
     pub partial_reports: usize,
+    /// Reads that found events of more than one step (left unread in between).
+    pub unread_kept: usize,
+    /// Informational events dropped at capacity.
+    pub dropped: usize,
+    /// `Stalled` events withheld: the shape's previous one was unread.
+    pub stalls_withheld: usize,
+    /// Stalls in coarse-tick runs.
+    pub coarse_stalls: usize,
+    /// Stalls of shapes on the second page.
+    pub paged_stalls: usize,
 }
 
 impl Coverage {
@@ -224,6 +288,11 @@ impl Coverage {
         self.defer_answered += o.defer_answered;
         self.foreign_skipped += o.foreign_skipped;
         self.partial_reports += o.partial_reports;
+        self.unread_kept += o.unread_kept;
+        self.dropped += o.dropped;
+        self.stalls_withheld += o.stalls_withheld;
+        self.coarse_stalls += o.coarse_stalls;
+        self.paged_stalls += o.paged_stalls;
     }
 }
 
@@ -245,6 +314,11 @@ impl Harness {
             StartAt::Some(v) => u64::from(v),
             StartAt::Max => u64::MAX,
         };
+        let event_capacity = if c.capacity < 128 {
+            usize::from(c.capacity % 4) + 1
+        } else {
+            4096
+        };
         let tracker = FlushTracker::new(
             Config::default()
                 .grace(Duration::from_nanos(grace))
@@ -252,21 +326,36 @@ impl Harness {
                 .stall_policy(policy)
                 .lag_window(lag_window)
                 .start_at(start_at)
-                .event_capacity(1 << 16)
+                .event_capacity(event_capacity)
+                .coarse_ticks(c.coarse)
                 .clock(clock),
         )
         .expect("valid config");
-        let model = Model::new(ModelConfig {
+        let mut model = Model::new(ModelConfig {
             grace,
             challenge,
             start_at,
             policy,
             lag_window,
+            coarse: c.coarse,
+            event_capacity,
         });
-        let foreign = FlushTracker::new(Config::default()).expect("valid config");
+        // A mock clock here too: Miri cannot read the real one (CPUID).
+        let foreign =
+            FlushTracker::new(Config::default().clock(Clock::mock().0)).expect("valid config");
         let foreign_writers = (0..KEYS)
             .map(|k| foreign.register(k).expect("fresh key"))
             .collect();
+        let fillers = if c.paged % 4 == 0 {
+            (FILLER..FILLER + PAGE)
+                .map(|k| {
+                    model.register(k, 0).expect("fresh key");
+                    tracker.register(k).expect("fresh key")
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         Harness {
             tracker,
             model,
@@ -277,6 +366,11 @@ impl Harness {
             foreign,
             foreign_writers,
             last_watermark: start_at,
+            eager_reader: c.eager_reader,
+            coarse: c.coarse,
+            emitted_at: Vec::new(),
+            read: (0, 0),
+            fillers,
             steps: 0,
             checks,
             touched: Vec::new(),
@@ -299,6 +393,7 @@ impl Harness {
             h.check(op);
         }
         h.checks = Checks::Full;
+        h.eager_reader = true;
         h.check(&Op::Scan);
         h.coverage
     }
@@ -324,14 +419,36 @@ impl Harness {
         last.saturating_add(gap)
     }
 
-    /// Records a successful `track` of `commit` for the shapes the model counted.
-    fn received(&mut self, commit: Offset, previous: Offset, named: &[ModelId]) {
+    /// Records a successful `track` of `commit` for the shapes the model counted (what the
+    /// writers report from), and, for the oracle, for the shapes the harness named (`keys`:
+    /// by key) that the tracker does not say ended.
+    fn received(&mut self, commit: Offset, previous: Offset, named: &[ModelId], keys: &[u16]) {
         self.positions.insert(commit);
         for h in self.writers.iter_mut() {
             if named.contains(&h.id) && self.model.ended(h.id).is_none() {
                 h.received.push((commit, previous));
             }
+            let by_key = keys.contains(h.writer.key());
+            if (by_key || named.contains(&h.id)) && !h.writer.is_evicted() {
+                h.tracked.push(commit);
+            }
         }
+    }
+
+    /// The safety oracle: the highest position `P` (`start_at` or a tracked commit) such that
+    /// every commit `<= P` tracked to a live shape (a held writer, not evicted or removed) is
+    /// durable in it, that is at most the highest position its writer reported.
+    fn safe_bound(&self) -> Offset {
+        let first_undurable = self
+            .writers
+            .iter()
+            .filter(|h| !h.writer.is_evicted())
+            .filter_map(|h| h.tracked.iter().copied().filter(|&c| c > h.durable).min())
+            .min()
+            .unwrap_or(Offset::MAX);
+        let below = self.positions.range(..first_undurable).next_back();
+        // `start_at` is below every commit, so `below` is `None` only when nothing is undurable.
+        *below.or(self.positions.last()).expect("start_at")
     }
 
     pub fn apply(&mut self, op: &Op) {
@@ -340,7 +457,7 @@ impl Harness {
         let now = self.now;
         match op {
             Op::Register(k) => {
-                let key = k % KEYS;
+                let key = key(*k);
                 self.touched.push(key);
                 let t = self.tracker.register(key);
                 let m = self.model.register(key, now);
@@ -349,6 +466,8 @@ impl Harness {
                         writer,
                         id,
                         received: Vec::new(),
+                        tracked: Vec::new(),
+                        durable: 0,
                     }),
                     (Err(a), Err(b)) => assert_eq!(a, b, "register({key}) errors differ"),
                     (t, m) => panic!("register({key}): tracker {t:?}, model {m:?}"),
@@ -373,20 +492,20 @@ impl Harness {
                 let m = self.model.track(commit, &mids, now);
                 assert_eq!(t, m, "track({commit}, {mids:?})");
                 if let Ok(t) = t {
-                    self.received(commit, t.previous, &mids);
+                    self.received(commit, t.previous, &mids, &[]);
                 }
                 self.count_track(&t);
             }
             Op::TrackKeys { step, keys } => {
                 let commit = self.next_commit(*step);
-                let keys: Vec<u8> = keys.iter().take(8).map(|k| k % KEYS).collect();
+                let keys: Vec<u16> = keys.iter().take(8).map(|&k| key(k)).collect();
                 self.touched.extend(&keys);
                 let mids: Vec<ModelId> = keys.iter().filter_map(|k| self.model.id_of(k)).collect();
                 let t = self.tracker.track_keys(commit, &keys);
                 let m = self.model.track_keys(commit, &keys, now);
                 assert_eq!(t, m, "track_keys({commit}, {keys:?})");
                 if let Ok(t) = t {
-                    self.received(commit, t.previous, &mids);
+                    self.received(commit, t.previous, &mids, &keys);
                 }
                 self.count_track(&t);
             }
@@ -415,12 +534,15 @@ impl Harness {
                             }
                         }
                     };
-                    self.writers[i].writer.flushed(p);
-                    self.model.flushed(self.writers[i].id, p, now);
+                    let h = &mut self.writers[i];
+                    h.writer.flushed(p);
+                    self.model.flushed(h.id, p, now);
+                    let newest = h.tracked.iter().copied().max().unwrap_or(0);
+                    h.durable = h.durable.max(p.min(newest));
                 }
             }
             Op::Foreign(w) => {
-                let foreign = self.foreign_writers[usize::from(*w % KEYS)].id();
+                let foreign = self.foreign_writers[usize::from(key(*w))].id();
                 let commit = self.next_commit(w | 1);
                 let t = self.tracker.track(commit, &[foreign]);
                 // The model has never seen this id: it is skipped like a gone shape's.
@@ -429,10 +551,10 @@ impl Harness {
                 if let Ok(t) = t {
                     assert_eq!(t.skipped, 1, "a foreign id is skipped");
                     self.coverage.foreign_skipped += 1;
-                    self.received(commit, t.previous, &[]);
+                    self.received(commit, t.previous, &[], &[]);
                 }
                 self.count_track(&t);
-                assert!(self.foreign.status(&(w % KEYS)).is_some());
+                assert!(self.foreign.status(&key(*w)).is_some());
             }
             Op::Defer(w) => {
                 if let Some(i) = self.pick(*w) {
@@ -469,7 +591,7 @@ impl Harness {
                 }
             }
             Op::Remove(k) => {
-                let key = k % KEYS;
+                let key = key(*k);
                 self.touched.push(key);
                 assert_eq!(
                     self.tracker.remove(&key),
@@ -486,7 +608,17 @@ impl Harness {
                 let t = self.tracker.scan();
                 let m = self.model.scan(now);
                 self.compare_reports(&t, &m);
+                if !m.stalled.is_empty() {
+                    let c = &mut self.coverage;
+                    c.coarse_stalls += usize::from(self.coarse);
+                    c.paged_stalls += usize::from(!self.fillers.is_empty());
+                }
             }
+            Op::Read => {}
+        }
+        let queued = self.model.events_emitted();
+        if self.emitted_at.last().is_none_or(|&(q, _)| q < queued) {
+            self.emitted_at.push((queued, self.steps));
         }
     }
 
@@ -497,8 +629,8 @@ impl Harness {
         }
     }
 
-    fn compare_reports(&self, t: &ScanReport<u8>, m: &ScanReport<u8>) {
-        let set = |v: &Vec<u8>| v.iter().copied().collect::<BTreeSet<u8>>();
+    fn compare_reports(&self, t: &ScanReport<u16>, m: &ScanReport<u16>) {
+        let set = |v: &Vec<u16>| v.iter().copied().collect::<BTreeSet<u16>>();
         assert_eq!(t.watermark, m.watermark, "scan watermark");
         assert_eq!(t.last_seen, m.last_seen, "scan last_seen");
         assert_eq!(t.pending, m.pending, "scan pending");
@@ -520,7 +652,7 @@ impl Harness {
         }
     }
 
-    /// Every observable agrees.
+    /// Every observable agrees, and the watermark passes the oracle.
     pub fn check(&mut self, op: &Op) {
         let w = self.tracker.watermark();
         assert_eq!(w, self.model.watermark(), "watermark after {op:?}");
@@ -528,17 +660,23 @@ impl Harness {
             self.positions.contains(&w),
             "watermark {w} is neither start_at nor a tracked commit, after {op:?}"
         );
+        let bound = self.safe_bound();
+        assert!(
+            w <= bound,
+            "watermark {w} passes the highest position durable in every live shape, {bound}, after {op:?}"
+        );
+        assert!(
+            w >= self.last_watermark,
+            "the watermark went down from {} to {w} after {op:?}",
+            self.last_watermark
+        );
         if w > self.last_watermark {
             self.coverage.advanced += 1;
         }
         self.last_watermark = w;
-        assert!(
-            self.model.watermark() <= self.model.safe_bound().max(self.model.watermark()),
-            "model sanity"
-        );
         assert_eq!(self.tracker.last_seen(), self.model.last_seen());
         let all = self.checks == Checks::Full || matches!(op, Op::Scan);
-        let keys: Vec<u8> = if all {
+        let keys: Vec<u16> = if all {
             (0..KEYS).collect()
         } else {
             self.touched.clone()
@@ -567,34 +705,114 @@ impl Harness {
                 h.writer.key()
             );
         }
-        let mut t_events: Vec<String> = self
-            .tracker
-            .events()
-            .try_iter()
-            .map(|e| format!("{e:?}"))
-            .collect();
-        let mut m_events: Vec<String> = self
-            .model
-            .take_events()
-            .into_iter()
-            .map(|e: Event<u8>| format!("{e:?}"))
-            .collect();
-        t_events.sort();
-        m_events.sort();
-        for e in &m_events {
+        let (lo, hi) = self.model.events_dropped_range();
+        let dropped = self.tracker.events_dropped();
+        assert!(
+            (lo..=hi).contains(&dropped),
+            "{dropped} events dropped at capacity, the model says {lo} to {hi}, after {op:?}"
+        );
+        self.coverage.dropped = self.model.events_dropped() as usize;
+        self.coverage.stalls_withheld = self.model.stalls_withheld() as usize;
+        if self.eager_reader || matches!(op, Op::Read) {
+            self.read_events(op);
+        }
+    }
+
+    /// Reads both queues and compares them: the same number of events; for each key, the
+    /// tracker's events in the order the model emitted them; and first in, first out across
+    /// steps (within one scan, events of different keys may come in another order: the
+    /// tracker visits shapes in its own order). When informational events were dropped at
+    /// capacity, which ones depends on that order, so the tracker's may be any of those the
+    /// model emitted (queued or dropped); action events are never dropped.
+    fn read_events(&mut self, op: &Op) {
+        let t: Vec<Event<u16>> = self.tracker.events().try_iter().collect();
+        let m = self.model.take_events_numbered();
+        let dropped = self.model.take_dropped();
+        let text = |e: &Event<u16>| format!("{e:?}");
+        // Every event emitted was read or dropped, as many in the tracker as in the model.
+        self.read.0 += t.len() as u64;
+        self.read.1 += m.len() as u64;
+        assert_eq!(
+            self.read.0 + self.tracker.events_dropped(),
+            self.read.1 + self.model.events_dropped(),
+            "events read or dropped, after {op:?}: tracker {t:?}, model {m:?}"
+        );
+        let step_of = |n: u64| self.emitted_at[self.emitted_at.partition_point(|&(q, _)| q <= n)].1;
+        // Everything the model emitted since the last read, by key, in emission order.
+        let mut pool: Vec<&(u64, Event<u16>)> = m.iter().chain(&dropped).collect();
+        pool.sort_by_key(|(n, _)| *n);
+        let mut by_key: BTreeMap<u16, Vec<(usize, String, bool)>> = BTreeMap::new();
+        for (n, e) in pool {
+            let action = matches!(e, Event::Stalled { .. } | Event::WriterDown { .. });
+            by_key
+                .entry(event_key(e))
+                .or_default()
+                .push((step_of(*n), text(e), action));
+        }
+        let mut next: BTreeMap<u16, usize> = BTreeMap::new();
+        let mut last_step = 0;
+        for e in &t {
+            let k = event_key(e);
+            let want = text(e);
+            let entries = by_key.get(&k).map_or(&[][..], Vec::as_slice);
+            let n = next.entry(k).or_default();
+            // The next entry of this key the tracker's event can be: informational entries
+            // the tracker dropped may be skipped, action entries may not.
+            let step = loop {
+                let Some((step, got, action)) = entries.get(*n) else {
+                    panic!("event {want} read out of order or never emitted, after {op:?}: tracker {t:?}, model {m:?}");
+                };
+                *n += 1;
+                if *got == want {
+                    break *step;
+                }
+                assert!(
+                    !action,
+                    "events of key {k} out of order: read {want}, the model's next is {got}, after {op:?}: tracker {t:?}, model {m:?}"
+                );
+            };
+            assert!(
+                step >= last_step,
+                "an event of step {step} read after one of step {last_step} (first in, first out), after {op:?}: tracker {t:?}"
+            );
+            last_step = step;
+        }
+        for (k, entries) in &by_key {
+            let taken = next.get(k).copied().unwrap_or(0);
+            assert!(
+                entries[taken..].iter().all(|(_, _, action)| !action),
+                "an action event of key {k} was never read, after {op:?}: tracker {t:?}, model {m:?}"
+            );
+        }
+        if let (Some(a), Some(b)) = (m.first(), m.last()) {
+            self.coverage.unread_kept += usize::from(step_of(a.0) != step_of(b.0));
+        }
+        for (_, e) in &m {
             let c = &mut self.coverage;
-            match e.split([' ', '{']).next().unwrap_or("") {
-                "Suspected" => c.suspected += 1,
-                "Stalled" if e.contains("evicted: true") => c.evicted += 1,
-                "Stalled" => c.stalled_reported += 1,
-                "WriterDown" if e.contains("Panicked") => c.down_panicked += 1,
-                "WriterDown" => c.down_pending += 1,
-                "Lagging" => c.lagging += 1,
+            match e {
+                Event::Suspected { .. } => c.suspected += 1,
+                Event::Stalled { evicted: true, .. } => c.evicted += 1,
+                Event::Stalled { .. } => c.stalled_reported += 1,
+                Event::WriterDown {
+                    cause: DownCause::Panicked,
+                    ..
+                } => c.down_panicked += 1,
+                Event::WriterDown { .. } => c.down_pending += 1,
+                Event::Lagging { .. } => c.lagging += 1,
                 _ => {}
             }
         }
-        assert_eq!(t_events, m_events, "events after {op:?}");
-        assert_eq!(self.tracker.events_dropped(), 0);
+    }
+}
+
+/// The key an event names.
+fn event_key(e: &Event<u16>) -> u16 {
+    match e {
+        Event::Suspected { key, .. }
+        | Event::Stalled { key, .. }
+        | Event::WriterDown { key, .. }
+        | Event::Lagging { key, .. } => *key,
+        other => panic!("unexpected event {other:?}"),
     }
 }
 
