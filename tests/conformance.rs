@@ -1,4 +1,4 @@
-//! Conformance to SPEC.md: the bad-input table, Electric's FlushTracker scenarios with exact
+//! Conformance to the contract (docs/contract.md): the bad-input table, Electric's FlushTracker scenarios with exact
 //! watermarks, writer liveness, and the stall rules with a mock clock.
 
 use std::sync::Arc;

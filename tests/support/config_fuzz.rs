@@ -1,7 +1,7 @@
 //! The `config` fuzz target's logic: arbitrary `Config` values (zero and huge durations,
 //! `start_at` at 0 and `u64::MAX`, zero and huge capacities, both policies) and a short
 //! arbitrary operation sequence, asserting that nothing panics and that every error is one
-//! SPEC.md documents for that call:
+//! the contract (docs/contract.md) documents for that call:
 //!
 //! - `FlushTracker::new` fails iff `scan_interval` or `event_capacity` is zero, with
 //!   `Error::InvalidConfig` naming the first of the two;
