@@ -35,7 +35,7 @@ fn a_wedged_writer_is_stalled_within_the_bound_and_the_healthy_one_never_suspect
     let grace = Duration::from_millis(100);
     let challenge = Duration::from_millis(50);
     let interval = Duration::from_millis(20);
-    // SPEC: grace + challenge + 2 * scan_interval + r, with r = scan_interval here.
+    // The documented bound: grace + challenge + 2 * scan_interval + r, with r = scan_interval here.
     let bound = grace + challenge + 3 * interval;
     let tracker = FlushTracker::new(
         Config::default()
