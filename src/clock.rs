@@ -173,8 +173,8 @@ impl fmt::Debug for MockClock {
     }
 }
 
-/// `d` in nanoseconds, saturating.
-fn nanos(d: Duration) -> u64 {
+/// `d` in nanoseconds, saturating: the crate's one conversion of a `Duration` to ticks.
+pub(crate) fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 

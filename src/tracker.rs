@@ -10,7 +10,6 @@
 use std::borrow::Borrow;
 use std::fmt;
 use std::hash::Hash;
-use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 use dashmap::DashMap;
@@ -123,10 +122,9 @@ impl<K: ShapeKey> FlushTracker<K> {
     pub fn new(config: Config) -> Result<Self, Error> {
         config.validate().map_err(Error::InvalidConfig)?;
         let clock = config.clock.clone().unwrap_or_default();
-        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         let shared = Shared {
-            grace: nanos(config.grace),
-            challenge: nanos(config.challenge),
+            grace: crate::clock::nanos(config.grace),
+            challenge: crate::clock::nanos(config.challenge),
             scan_interval: config.scan_interval,
             policy: config.stall_policy,
             lag_window: config.lag_window,

@@ -325,15 +325,16 @@ fn record<K>(shared: &Shared<K>, report: &ScanReport<K>, suspected_now: usize, s
     c.pending.store(report.pending, Ordering::Relaxed);
     c.suspected.store(suspected_now, Ordering::Relaxed);
     c.scans.fetch_add(1, Ordering::Relaxed);
-    let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-    c.last_scan_nanos.store(nanos, Ordering::Relaxed);
+    let took = started.elapsed();
+    c.last_scan_nanos
+        .store(crate::clock::nanos(took), Ordering::Relaxed);
     #[cfg(feature = "metrics")]
     crate::features::metrics::record_scan(
         &shared.metrics,
         &shared.counters,
         &shared.events,
         report,
-        std::time::Duration::from_nanos(nanos),
+        took,
     );
 }
 
