@@ -48,8 +48,8 @@ pub enum Error {
 /// Why the operating system refused to start the scanner thread: the `std::io::Error` of
 /// [`std::thread::Builder::spawn`], shared so that [`Error`] stays `Clone`.
 ///
-/// Its [`source`](std::error::Error::source) is that `io::Error`. Two `SpawnError`s are equal
-/// when their [`kind`](SpawnError::kind) and message are.
+/// It is transparent: its `Display` and [`source`](std::error::Error::source) are those of the
+/// `io::Error`. Two `SpawnError`s are equal when their [`kind`](SpawnError::kind) and message are.
 #[derive(Debug, Clone)]
 pub struct SpawnError(std::sync::Arc<std::io::Error>);
 
@@ -175,5 +175,35 @@ mod tests {
             unreachable!()
         };
         assert_eq!(inner.kind(), io::ErrorKind::OutOfMemory);
+    }
+
+    /// What an `io::Error` wraps, with its own cause.
+    #[derive(Debug)]
+    struct Wrapped(io::Error);
+
+    impl fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("wrapped")
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_spawn_error_is_transparent() {
+        let cause = io::Error::new(io::ErrorKind::Other, "the cause");
+        let io = io::Error::new(io::ErrorKind::OutOfMemory, Wrapped(cause));
+        let spawn = SpawnError::new(io);
+        assert_eq!(spawn.to_string(), "wrapped", "the io::Error's message");
+        let source = spawn.source().expect("the io::Error's source");
+        assert_eq!(source.to_string(), "the cause");
+        // An OS error (what spawning a thread returns) has no source: neither has its wrapper.
+        assert!(SpawnError::new(io::Error::from_raw_os_error(11))
+            .source()
+            .is_none());
     }
 }
