@@ -195,7 +195,7 @@ mod tests {
 
     #[test]
     fn a_spawn_error_is_transparent() {
-        let cause = io::Error::new(io::ErrorKind::Other, "the cause");
+        let cause = io::Error::other("the cause");
         let io = io::Error::new(io::ErrorKind::OutOfMemory, Wrapped(cause));
         let spawn = SpawnError::new(io);
         assert_eq!(spawn.to_string(), "wrapped", "the io::Error's message");
