@@ -248,6 +248,77 @@ fn the_scanner_runs_at_a_fixed_rate() {
     );
 }
 
+/// A key whose first clone sleeps `SLOW_FIRST`: the scan that makes it (every scan names the
+/// one pending shape) overruns several grid points.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct SlowOnce(u8);
+
+/// Set once the shape is registered (registering clones the key too): the next clone sleeps.
+static ARMED: AtomicBool = AtomicBool::new(false);
+
+const SLOW_FIRST: Duration = Duration::from_millis(55);
+
+impl Clone for SlowOnce {
+    fn clone(&self) -> Self {
+        // Relaxed: a test flag; the spawn of the scanner orders the arming before its clones.
+        if ARMED.swap(false, Ordering::Relaxed) {
+            std::thread::sleep(SLOW_FIRST);
+        }
+        SlowOnce(self.0)
+    }
+}
+
+#[test]
+fn grid_points_missed_by_a_slow_scan_are_skipped_not_run_in_a_burst() {
+    // A first scan of 55 ms on a 10 ms grid misses five grid points. The scanner then scans
+    // once at once (catching up) and goes on at the grid points after: no window of 4 ms
+    // holds more than three scan ends (the slow scan's, the catch-up's and the next grid
+    // point's). Running the missed points in a burst puts six within a few microseconds;
+    // losing the grid, no further scan at all. The test samples the scan counter: a
+    // descheduled sampler can miss a burst, never invent one.
+    let _serial = serial();
+    let interval = Duration::from_millis(10);
+    let tracker = FlushTracker::new(Config::default().scan_interval(interval)).unwrap();
+    let w = tracker.register(SlowOnce(1)).unwrap();
+    tracker.track(1, &[w.id()]).unwrap(); // pending: every scan clones its key
+                                          // Relaxed: see `ARMED`.
+    ARMED.store(true, Ordering::Relaxed);
+    let scanner = tracker.spawn_scanner().unwrap();
+    // (when, scans): the first and the last time each count was seen.
+    let mut samples = vec![(Instant::now(), tracker.stats().scans)];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while samples.last().unwrap().1 < 10 && Instant::now() < deadline {
+        std::thread::yield_now();
+        let now = (Instant::now(), tracker.stats().scans);
+        let n = samples.len();
+        if n >= 2 && samples[n - 1].1 == now.1 && samples[n - 2].1 == now.1 {
+            samples[n - 1] = now;
+        } else {
+            samples.push(now);
+        }
+    }
+    drop(scanner);
+    let scans = samples.last().unwrap().1;
+    assert!(
+        scans >= 10,
+        "{scans} scans in 10 s: the scanner lost its grid"
+    );
+    for (i, &(t0, before)) in samples.iter().enumerate() {
+        for &(t1, after) in samples[i..]
+            .iter()
+            .take_while(|(t1, _)| *t1 - t0 <= interval * 2 / 5)
+        {
+            assert!(
+                after - before <= 3,
+                "{} scans within {:?}: missed grid points run in a burst",
+                after - before,
+                t1 - t0
+            );
+        }
+    }
+    drop(w);
+}
+
 #[test]
 fn real_clock_manual_scans_far_apart_never_suspect_a_shape_that_just_progressed() {
     // The cadence rule on a real clock: scans three graces apart, challenge 0, a consumer
