@@ -122,6 +122,8 @@ const UNSEEN: u64 = u64::MAX;
 /// costs instructions).
 const BATCH: usize = 16;
 const PREFETCH_FROM: usize = 4096;
+// The first batch is prefetched before the loop, as `set[..BATCH]`.
+const _: () = assert!(BATCH <= PREFETCH_FROM);
 
 /// The scanner's private state (behind the scan lock).
 pub(crate) struct ScanState<K> {
