@@ -23,6 +23,10 @@
 //! `flushwatch_all_pending_shuffled` and `floor_shuffled` visit the slots in a shuffled order,
 //! as a pipeline's pending set is (shapes join it in the order commits touch them).
 //!
+//! Before criterion starts, the same cold scans and floors are also timed interleaved, a block
+//! of scans and a block of floors in each round (`cold:` lines): on a shared machine the load
+//! can change between two of criterion's measurements, less so within one round.
+//!
 //! Run: `cargo bench --bench scan` (`-- scan_cold` for the cold group only).
 
 mod baselines;
@@ -378,6 +382,78 @@ fn bench_scan_cold(c: &mut Criterion) {
     g.finish();
 }
 
+/// Rounds of the interleaved cold comparison ([`report_cold_interleaved`]), and runs of each
+/// side per round (the first of which is not counted).
+const COLD_ROUNDS: usize = 15;
+const COLD_BLOCK: usize = 5;
+
+/// The median of `v` (sorted in place).
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// The median time of `f` in µs over `COLD_BLOCK - 1` runs, each after a [`walk`] over
+/// `lines`, after one such run that is not counted (it finds what the other side left).
+fn cold_block<R>(lines: &[Line], mut f: impl FnMut() -> R) -> f64 {
+    let mut times: Vec<f64> = (0..COLD_BLOCK)
+        .map(|_| {
+            black_box(walk(black_box(lines)));
+            let start = Instant::now();
+            black_box(f());
+            start.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    median(&mut times[1..])
+}
+
+/// The cold scans next to their floors, interleaved, printed as `cold:` lines (collected by
+/// `scripts/bench-summary`): each of [`COLD_ROUNDS`] rounds times a block of scans, then a
+/// block of floors over exactly the lines those scans must read, each run after a walk over
+/// the other allocation ([`cold_block`]). A scan and its floor are thus timed within a second
+/// of each other, under the same load from the rest of the machine, where criterion times them
+/// a minute apart; the ratio reported is the median of the rounds' ratios. Where the walk is
+/// larger than the last-level cache (1M shapes here) this is the cold state criterion measures.
+/// Where it is not (100k), the other side's block pushes part of a case's data out of that cache,
+/// which criterion's long runs of one case do not (`BENCHMARKS.md`, "Cold scan").
+fn report_cold_interleaved() {
+    for n in COLD_SIZES {
+        let lines: Vec<Line> = (0..n as u64).map(|i| Line([i; 8])).collect();
+        let slots: Vec<FloorSlot> = (0..n).map(|_| FloorSlot::with_sent(1)).collect();
+        let order: Vec<u32> = shuffled(n).into_iter().map(|i| i as u32).collect();
+        let cases: [(&str, usize); 3] = [("all pending", 1), ("1% pending", 100), ("shuffled", 0)];
+        for (label, every) in cases {
+            let (tracker, writers) = if every == 0 {
+                flushwatch_shuffled(n)
+            } else {
+                flushwatch_table(n, every, config())
+            };
+            let floor = || match every {
+                0 => floor_scan(order.iter().map(|&i| &slots[i as usize]), 1),
+                _ => floor_scan(slots.iter().step_by(every), 1),
+            };
+            let (mut scans, mut floors, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..COLD_ROUNDS {
+                let scan = cold_block(&lines, || tracker.scan());
+                let line_floor = cold_block(&lines, floor);
+                scans.push(scan);
+                floors.push(line_floor);
+                ratios.push(scan / line_floor);
+            }
+            println!(
+                "cold: interleaved, {n} shapes, {label}: scan {:.1} us, floor {:.1} us (medians \
+                 of {COLD_ROUNDS} rounds of {} runs each); scan / floor {:.2}x (median of the \
+                 rounds' ratios)",
+                median(&mut scans),
+                median(&mut floors),
+                COLD_BLOCK - 1,
+                median(&mut ratios),
+            );
+            drop(writers);
+        }
+    }
+}
+
 fn baseline_scan<D: Design>(
     g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     n: usize,
@@ -397,6 +473,7 @@ fn main() {
     baselines::self_check_all();
     report_memory();
     report_allocations();
+    report_cold_interleaved();
     let mut c = Criterion::default().configure_from_args();
     bench_scan(&mut c);
     bench_scan_cold(&mut c);

@@ -70,7 +70,7 @@ pub(crate) fn next_generation() -> u64 {
 }
 
 /// Asks the CPU to start loading the cache line of `value` (and its TLB entry) without waiting
-/// for it: a scan calls it for the slot it will visit a few entries later. A hint only: it
+/// for it: a scan calls it for the slots of the batch of entries it visits next. A hint only: it
 /// changes no value and orders nothing. A no-op except on x86_64, and under loom and Miri.
 #[inline(always)]
 pub(crate) fn prefetch<T>(value: &T) {

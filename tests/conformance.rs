@@ -766,6 +766,53 @@ fn stalls_beyond_the_first_page_are_found_and_counted() {
 }
 
 #[test]
+fn a_large_shuffled_pending_set_counts_every_shape_in_every_scan() {
+    // Past the size from which a scan prefetches in batches (4,096 entries), not a multiple of
+    // a batch, tracked in a shuffled order (so that no batch is in slot order): every pending
+    // shape counts in each scan, the first (full visits) and the later ones (steady visits).
+    const N: u32 = 3 * 4096 + 7;
+    let (clock, _mock) = Clock::mock();
+    let t = FlushTracker::<u32>::new(Config::default().clock(clock)).unwrap();
+    let writers: Vec<_> = (0..N).map(|k| t.register(k).unwrap()).collect();
+    let mut order: Vec<usize> = (0..N as usize).collect();
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    for i in (1..order.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        order.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+    let ids: Vec<_> = order.iter().map(|&i| writers[i].id()).collect();
+    for commit in 1..=3 {
+        t.track(commit, &ids).unwrap();
+    }
+    // Two of every three stay pending at 2; the last of them, alone, at 1.
+    let pending = |k: u32| k % 3 != 0;
+    let holder = (0..N).rev().find(|&k| pending(k)).unwrap();
+    for (k, w) in (0..N).zip(&writers) {
+        w.flushed(match k {
+            _ if k == holder => 1,
+            _ if pending(k) => 2,
+            _ => 3,
+        });
+    }
+    let count = (0..N).filter(|&k| pending(k)).count();
+    for _ in 0..3 {
+        let r = t.scan();
+        assert_eq!((r.pending, r.watermark), (count, 1));
+        assert_eq!(r.pinned_by, Some(holder));
+    }
+    writers[holder as usize].flushed(2);
+    let r = t.scan();
+    assert_eq!((r.pending, r.watermark), (count, 2));
+    for w in &writers {
+        w.flushed(3);
+    }
+    let r = t.scan();
+    assert_eq!((r.pending, r.watermark, r.pinned_by), (0, 3, None));
+}
+
+#[test]
 fn challenge_then_stall_never_in_the_suspecting_scan() {
     let (t, mock) = stall_tracker(10, 5, StallPolicy::Evict);
     let a = t.register("a").unwrap();

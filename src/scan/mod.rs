@@ -115,11 +115,15 @@ impl Cold {
 /// [`Cold::seen`]: progress first seen by the previous scan.
 const UNSEEN: u64 = u64::MAX;
 
-/// How many entries ahead of its visit a scan prefetches a slot line, in a set of at least
-/// [`PREFETCH_FROM`] entries (`BENCHMARKS.md`, "Cold scan": 4, 8, 16, 32 and 64 measured; a
-/// smaller set's lines stay in the caches, where the prefetch only costs instructions).
-const AHEAD: usize = 16;
+/// Entries per prefetch batch: before visiting a batch, a scan asks for the slot lines of the
+/// next one (`visit.rs`, `prefetch_slots`), in a set of at least [`PREFETCH_FROM`] entries
+/// (`BENCHMARKS.md`, "Cold scan": batches of 16 and 32 measured, and the former per-entry
+/// prefetch 16 entries ahead; a smaller set's lines stay in the caches, where a prefetch only
+/// costs instructions).
+const BATCH: usize = 16;
 const PREFETCH_FROM: usize = 4096;
+// The first batch is prefetched before the loop, as `set[..BATCH]`.
+const _: () = assert!(BATCH <= PREFETCH_FROM);
 
 /// The scanner's private state (behind the scan lock).
 pub(crate) struct ScanState<K> {

@@ -3,7 +3,7 @@
 //! the scan's (`mod.rs`).
 
 use super::{lag, stall, Cold, Lowest, Outcome, Rec, Sample, ScanState, Visit};
-use super::{AHEAD, BROKEN, FLAGS_SHIFT, PREFETCH_FROM, UNSEEN};
+use super::{BATCH, BROKEN, FLAGS_SHIFT, PREFETCH_FROM, UNSEEN};
 use crate::core::Shared;
 use crate::slot::{self, Page};
 use crate::sync::prefetch;
@@ -61,67 +61,72 @@ where
     leaving.clear();
     let mut pending = 0;
     let set = set.as_mut_slice(); // its length and address stay in registers
-    let ahead = if set.len() >= PREFETCH_FROM {
-        AHEAD
-    } else {
-        set.len() // never an entry: no prefetch
-    };
-    for pos in 0..set.len() {
-        // Overlap the misses: start loading the slot line of the entry `AHEAD` visits on, so
-        // that a set spread over many pages (the pending set is sparse: a line and a TLB
-        // entry per shape) does not wait out one miss at a time.
-        if let Some(next) = set.get(pos + ahead) {
-            if let Some((page, off)) = slot::locate_page(pages, next.index) {
-                prefetch(&page.slots[off]);
-            }
+
+    // Overlap the misses: the set is visited in batches of `BATCH` entries, and before a batch
+    // is visited the slot lines of the next one are requested (`prefetch_slots`). A smaller
+    // set is visited in one batch, with no prefetch: its lines stay in the caches, where a
+    // prefetch only costs instructions.
+    let prefetching = set.len() >= PREFETCH_FROM;
+    let batch = if prefetching { BATCH } else { set.len() };
+    if prefetching {
+        prefetch_slots(pages, &set[..BATCH]);
+    }
+    let mut start = 0;
+    while start < set.len() {
+        let end = set.len().min(start + batch);
+        if prefetching {
+            prefetch_slots(pages, &set[end..set.len().min(end + BATCH)]);
         }
-        let rec = &mut set[pos];
-        let Some((page, off)) = slot::locate_page(pages, rec.index) else {
-            continue; // unreachable: a listed slot's page was gathered
-        };
-        let slot = &page.slots[off];
-        let sw = slot.state();
-        let (reported, flushed, sent) = slot.snapshot();
-        // The steady test, one branch: nothing changed, not overdue, nothing for the
-        // classifier. Such a visit only counts the shape; it writes nothing. (Still pending
-        // follows: a nonzero deadline means the previous visit saw this shape, the same
-        // generation, pending at `flushed_prev`, and `sent` never decreases.)
-        let steady = ((sw ^ rec.sw) | (flushed ^ rec.flushed_prev) == 0)
-            & (t < rec.deadline)
-            & (rec.bits & need_grew == need_grew);
-        if !steady {
-            let sample = Sample {
-                sw,
-                reported,
-                flushed,
-                sent,
+        for pos in start..end {
+            let rec = &mut set[pos];
+            let Some((page, off)) = slot::locate_page(pages, rec.index) else {
+                continue; // unreachable: a listed slot's page was gathered
             };
-            let out = visit(
-                shared,
-                &v,
-                stalls,
-                #[cfg(feature = "tracing")]
-                log,
-                page,
-                off,
-                rec,
-                &mut cold[pos],
-                sample,
-                report,
-            );
-            match out {
-                Outcome::Leaves => {
-                    leaving.push(pos);
-                    continue;
+            let slot = &page.slots[off];
+            let sw = slot.state();
+            let (reported, flushed, sent) = slot.snapshot();
+            // The steady test, one branch: nothing changed, not overdue, nothing for the
+            // classifier. Such a visit only counts the shape; it writes nothing. (Still pending
+            // follows: a nonzero deadline means the previous visit saw this shape, the same
+            // generation, pending at `flushed_prev`, and `sent` never decreases.)
+            let steady = ((sw ^ rec.sw) | (flushed ^ rec.flushed_prev) == 0)
+                & (t < rec.deadline)
+                & (rec.bits & need_grew == need_grew);
+            if !steady {
+                let sample = Sample {
+                    sw,
+                    reported,
+                    flushed,
+                    sent,
+                };
+                let out = visit(
+                    shared,
+                    &v,
+                    stalls,
+                    #[cfg(feature = "tracing")]
+                    log,
+                    page,
+                    off,
+                    rec,
+                    &mut cold[pos],
+                    sample,
+                    report,
+                );
+                match out {
+                    Outcome::Leaves => {
+                        leaving.push(pos);
+                        continue;
+                    }
+                    Outcome::Pending { suspected } => suspected_now += usize::from(suspected),
                 }
-                Outcome::Pending { suspected } => suspected_now += usize::from(suspected),
+            }
+            pending += 1;
+            if flushed < lowest {
+                lowest = flushed;
+                (holder, holder_sw) = (rec.index as usize, sw);
             }
         }
-        pending += 1;
-        if flushed < lowest {
-            lowest = flushed;
-            (holder, holder_sw) = (rec.index as usize, sw);
-        }
+        start = end;
     }
     report.pending = pending;
     Lowest {
@@ -129,6 +134,34 @@ where
         holder,
         holder_sw,
         suspected_now,
+    }
+}
+
+/// Asks for the slot lines of `recs` (the next batch of entries to visit) without waiting for
+/// them, in a loop of its own.
+///
+/// Why a loop of its own (`BENCHMARKS.md`, "Cold scan"): a scan of a sparse set misses the
+/// TLB on nearly every slot (1% of 1M pending: one slot per 4 KiB page, 10,000 pages), and a
+/// prefetch that misses the TLB held up retirement until its page walk was done (profiled on
+/// the host measured, most samples of the visiting loop fell on the prefetch). Issued from
+/// inside the visiting loop, one prefetch per visit of some 40 instructions, only a few fit in
+/// the reorder window, so the walks were done a few at a time; issued back to back, ten
+/// instructions each, many more are under way at once. A batch
+/// listed in slot order (its last slot `len - 1` after its first) is skipped: the hardware's
+/// stream prefetcher already loads its lines. (A hint either way: nothing is read into the
+/// program, so a wrong guess only costs time.)
+#[inline]
+fn prefetch_slots<K>(pages: &[Page<K>], recs: &[Rec]) {
+    let (Some(first), Some(last)) = (recs.first(), recs.last()) else {
+        return;
+    };
+    if last.index.wrapping_sub(first.index) as usize == recs.len() - 1 {
+        return;
+    }
+    for rec in recs {
+        if let Some((page, off)) = slot::locate_page(pages, rec.index) {
+            prefetch(&page.slots[off]);
+        }
     }
 }
 
