@@ -22,7 +22,11 @@ pub(crate) struct Limiter {
 
 impl Limiter {
     fn allow(&mut self) -> Option<u64> {
-        let now = Instant::now();
+        self.allow_at(Instant::now())
+    }
+
+    /// [`allow`](Self::allow) at `now`: windows are half-open, `[start, start + WINDOW)`.
+    fn allow_at(&mut self, now: Instant) -> Option<u64> {
         match self.window_start {
             Some(start) if now.duration_since(start) < WINDOW => {}
             _ => {
@@ -73,5 +77,25 @@ mod tests {
         let allowed = (0..100).filter(|_| l.allow().is_some()).count();
         assert_eq!(allowed, BURST as usize);
         assert_eq!(l.suppressed, 100 - u64::from(BURST));
+    }
+
+    #[test]
+    fn a_window_ends_after_window_and_the_next_warning_counts_what_was_suppressed() {
+        let mut l = Limiter::default();
+        let start = Instant::now();
+        let allowed = (0..15).filter(|_| l.allow_at(start).is_some()).count();
+        assert_eq!(allowed, BURST as usize);
+        let last = start + WINDOW - Duration::from_nanos(1);
+        assert_eq!(l.allow_at(last), None, "still the first window");
+        assert_eq!(
+            l.allow_at(start + WINDOW),
+            Some(6),
+            "a new window, 6 suppressed"
+        );
+        let allowed = (1..15)
+            .filter(|_| l.allow_at(start + WINDOW).is_some())
+            .count();
+        assert_eq!(allowed, BURST as usize - 1);
+        assert_eq!(l.allow_at(start + 3 * WINDOW), Some(5));
     }
 }
