@@ -46,18 +46,20 @@ def main():
     ]
     fig, axes = plt.subplots(2, 4, figsize=(15, 6.5), dpi=100)
     for ax, (title, series, target, tlabel) in zip(axes.flat, panels):
+        top = target or 0.0
         for name, label, style in series:
             y = col(name)
             if name == "tracker_cpu_share":
                 y = [v * 100 for v in y]
             ax.plot(x, y, style, label=label)
+            top = max([top] + [v for v in y if v == v])
         if target is not None:
             ax.axhline(target, color="#c0392b", linestyle=":", label=tlabel)
         ax.set_xscale("log")
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("shapes", fontsize=8)
         ax.tick_params(labelsize=8)
-        ax.set_ylim(bottom=0)
+        ax.set_ylim(0, top * 1.15 if top > 0 else 1)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     axes.flat[-1].axis("off")

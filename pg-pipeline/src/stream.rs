@@ -803,8 +803,9 @@ impl Reader {
     ///   its writers go, so the notice is in `dead` before any watermark passes them.
     ///
     /// (This used to sweep every route asking `tracker.id_of` for each: O(shapes) on every
-    /// acknowledgement, 15-30 ms at 300,000 shapes. Now the cost is O(events), and a sweep of
-    /// the routes runs only once per consumer death.)
+    /// acknowledgement, every 20-100 ms; `tracker-mem` times that sweep at 16-69 ms at 100,000
+    /// shapes and 115-406 ms at 300,000 on a loaded 2-core machine. Now the cost is
+    /// O(events), and a sweep of the routes runs only once per consumer death.)
     fn settle(&mut self) -> Result<()> {
         let layout = self.o.layout.clone();
         let mut ended: Vec<ShapeKey> = Vec::new();
