@@ -59,21 +59,30 @@ pub fn stop_on_sigterm() {
 /// received it (Unix microseconds).
 pub type Seen = (u64, i64, i64);
 
+/// Each commit's acknowledgement lag, split: the whole (server commit to confirmed), before the
+/// reader received it (the server's decoding and sending), and after (the pipeline and the
+/// acknowledgement's way back), in microseconds.
+#[derive(Default)]
+pub struct Lags {
+    pub whole: Vec<u64>,
+    pub received: Vec<u64>,
+    pub after_receipt: Vec<u64>,
+}
+
 /// Polls the slot's `confirmed_flush_lsn` and matches it against the commits the reader sends
-/// (in LSN order); returns, once `stop` is set or the sender is gone and every commit was
-/// confirmed (or 5 s passed after `stop`), each commit's lag and, apart, the part of it before
-/// the reader received the commit (the server's decoding and sending), in microseconds.
+/// (in LSN order); returns the lags once `stop` is set or the sender is gone and every commit
+/// was confirmed (or 5 s passed after `stop`).
 pub fn ack_lag(
     conn: String,
     slot: String,
     rx: Receiver<Seen>,
     stop: Arc<AtomicBool>,
-) -> JoinHandle<Result<(Vec<u64>, Vec<u64>)>> {
+) -> JoinHandle<Result<Lags>> {
     thread::spawn(move || {
         let mut c = postgres::Client::connect(&conn, postgres::NoTls)
             .context("ack-lag probe: connecting")?;
         let mut waiting: VecDeque<Seen> = VecDeque::new();
-        let (mut lags, mut received) = (Vec::new(), Vec::new());
+        let mut lags = Lags::default();
         let mut closed = false;
         let mut stop_at: Option<std::time::Instant> = None;
         loop {
@@ -97,14 +106,15 @@ pub fn ack_lag(
             let now = now_unix_us();
             while waiting.front().is_some_and(|(lsn, _, _)| *lsn <= confirmed) {
                 let (_, t, r) = waiting.pop_front().expect("checked");
-                lags.push(now.saturating_sub(t).max(0) as u64);
-                received.push(r.saturating_sub(t).max(0) as u64);
+                lags.whole.push(now.saturating_sub(t).max(0) as u64);
+                lags.received.push(r.saturating_sub(t).max(0) as u64);
+                lags.after_receipt.push(now.saturating_sub(r).max(0) as u64);
             }
             // Relaxed: a stop request.
             if stop.load(Ordering::Relaxed) || closed {
                 let at = *stop_at.get_or_insert_with(std::time::Instant::now);
                 if waiting.is_empty() || at.elapsed() > Duration::from_secs(5) {
-                    return Ok((lags, received));
+                    return Ok(lags);
                 }
             }
             thread::sleep(Duration::from_millis(5));

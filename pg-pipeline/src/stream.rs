@@ -508,7 +508,7 @@ pub fn run(o: RunOpts) -> Result<()> {
     reader.lag_tx = None;
     probes_stop.store(true, Ordering::Relaxed); // Relaxed: a stop request; the joins synchronize.
     let mut scans = sampler.join().unwrap_or_default();
-    let (mut lags, mut received) = match lag_probe.map(|h| h.join()) {
+    let mut lags = match lag_probe.map(|h| h.join()) {
         None => Default::default(),
         Some(Ok(Ok(v))) => v,
         Some(Ok(Err(e))) => {
@@ -519,13 +519,15 @@ pub fn run(o: RunOpts) -> Result<()> {
     };
     let q = crate::probe::quantile_ms;
     log!(
-        "measured: ack_lag_n={} ack_lag_p50_ms={:.2} ack_lag_p99_ms={:.2} ack_lag_max_ms={:.2} received_p50_ms={:.2} received_p99_ms={:.2} scan_n={} scan_p50_ms={:.3} scan_p99_ms={:.3} scan_max_ms={:.3} rss_hwm_kb={} shapes={}",
-        lags.len(),
-        q(&mut lags, 0.5, 1e3),
-        q(&mut lags, 0.99, 1e3),
-        q(&mut lags, 1.0, 1e3),
-        q(&mut received, 0.5, 1e3),
-        q(&mut received, 0.99, 1e3),
+        "measured: ack_lag_n={} ack_lag_p50_ms={:.2} ack_lag_p99_ms={:.2} ack_lag_max_ms={:.2} received_p50_ms={:.2} received_p99_ms={:.2} after_receipt_p50_ms={:.2} after_receipt_p99_ms={:.2} scan_n={} scan_p50_ms={:.3} scan_p99_ms={:.3} scan_max_ms={:.3} rss_hwm_kb={} shapes={}",
+        lags.whole.len(),
+        q(&mut lags.whole, 0.5, 1e3),
+        q(&mut lags.whole, 0.99, 1e3),
+        q(&mut lags.whole, 1.0, 1e3),
+        q(&mut lags.received, 0.5, 1e3),
+        q(&mut lags.received, 0.99, 1e3),
+        q(&mut lags.after_receipt, 0.5, 1e3),
+        q(&mut lags.after_receipt, 0.99, 1e3),
         scans.len(),
         q(&mut scans, 0.5, 1.0),
         q(&mut scans, 0.99, 1.0),
