@@ -10,7 +10,7 @@
 //! acknowledged.
 
 use std::collections::HashMap;
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -78,19 +78,28 @@ pub struct Counters {
     pub rebuilt: AtomicU64,
 }
 
-/// The one-shot wedge: the consumer owning `shape` stops after `at`.
+/// The one-shot wedge: the consumer owning `shape` stops after `at`, which is set once the
+/// start-up (every file open) is over, so that it counts from the stream's start whatever the
+/// number of shapes.
 pub struct Wedge {
     pub shape: Option<ShapeKey>,
-    pub at: Instant,
+    /// Stop as soon as any shape of that consumer has unflushed lines, not only `shape` (at
+    /// 300,000 shapes one shape gets a row every few minutes).
+    pub any: bool,
+    pub at: std::sync::OnceLock<Instant>,
     pub fired: AtomicBool,
 }
 
 struct Shape {
     writer: Writer<ShapeKey>,
-    file: File,
+    /// The open file, while the consumer's descriptor budget allows; otherwise each round
+    /// opens, appends and closes it (`syncfs` covers closed files as well).
+    file: Option<File>,
     path: PathBuf,
-    /// The file's length once `pending` is written.
-    len: u64,
+    /// The file's length once `pending` is written; `None` until its first write in this
+    /// process opens it. Files are opened (and created) at their first write, not at start-up:
+    /// creating 300,000 files up front took minutes, and most shapes get a row rarely.
+    len: Option<u64>,
     pending: Vec<u8>,
     /// The highest commit whose lines are in `pending` or the file.
     received: u64,
@@ -120,6 +129,10 @@ pub struct Consumer {
     pub dead: Sender<Dead>,
     /// Fault injection (`io-error`): this consumer's sync of round N fails.
     pub fail_at_round: Option<u64>,
+    /// How many shape files this consumer keeps open. At 300,000 shapes one descriptor per
+    /// shape is more than a process gets by default (`run` raises RLIMIT_NOFILE as far as
+    /// it may and shares what it got); shapes beyond the budget are opened per round.
+    pub fd_budget: usize,
 }
 
 /// What a consumer holds; outside the unwinding part, so that a failure can still mark it.
@@ -130,6 +143,10 @@ struct State {
     orphans: Vec<Writer<ShapeKey>>,
     dirty: Vec<ShapeKey>,
     rounds: u64,
+    /// Shape files held open (at most `fd_budget`).
+    open_files: usize,
+    /// The output directory, for `syncfs` (any descriptor on the file system will do).
+    dir: Option<File>,
 }
 
 impl Consumer {
@@ -226,28 +243,31 @@ impl Consumer {
                         path,
                         rebuild,
                     } => {
-                        let opened = match rebuild {
-                            None => files::open_append(&path)
-                                .with_context(|| format!("opening {}", path.display())),
-                            Some(r) => finish_rebuild(&path, r),
-                        };
-                        let file = match opened {
-                            Ok(f) => f,
-                            Err(e) => {
-                                st.orphans.push(writer);
-                                return Err(e);
+                        let (file, len) = match rebuild {
+                            // Opened at its first write (`flush`).
+                            None => (None, None),
+                            Some(r) => {
+                                let done = finish_rebuild(&path, r).and_then(|f| {
+                                    let len = f.metadata().context("stat")?.len();
+                                    Ok((f, len))
+                                });
+                                let (file, len) = match done {
+                                    Ok(x) => x,
+                                    Err(e) => {
+                                        st.orphans.push(writer);
+                                        return Err(e);
+                                    }
+                                };
+                                // A rebuilt file was synced: all it holds is durable.
+                                files::synced(&path, len);
+                                (Some(file), Some(len))
                             }
                         };
-                        let len = match file.metadata() {
-                            Ok(m) => m.len(),
-                            Err(e) => {
-                                st.orphans.push(writer);
-                                return Err(e).context("stat");
-                            }
-                        };
-                        // What is in the file now is durable: a rebuilt file was synced, and
-                        // start-up ends with a sync of every file (`Ready`).
-                        files::synced(&path, len);
+                        let file = file.filter(|_| st.open_files < self.fd_budget);
+                        st.open_files += usize::from(file.is_some());
+                        if let Some(old) = st.shapes.get(&key) {
+                            st.open_files -= usize::from(old.file.is_some());
+                        }
                         st.shapes.insert(
                             key,
                             Shape {
@@ -263,9 +283,9 @@ impl Consumer {
                     Msg::Ready(tx) => {
                         // Whatever an earlier process left in the page cache is made durable
                         // before anything is streamed.
-                        if let Some(s) = st.shapes.values().next() {
+                        if !st.shapes.is_empty() {
                             let _g = files::io_gate();
-                            files::syncfs(&s.file, std::iter::empty())
+                            files::syncfs(self.dir(&mut st.dir)?, std::iter::empty())
                                 .context("syncfs at start-up")?;
                         }
                         let _ = tx.send(());
@@ -302,8 +322,13 @@ impl Consumer {
             if let Some(w) = &self.wedge.shape {
                 // Only while that shape has unflushed lines: then it is pending from the
                 // wedge on, and the time to its eviction is the detection time.
-                if Instant::now() >= self.wedge.at
-                    && st.shapes.get(w).is_some_and(|s| !s.pending.is_empty())
+                let dirty = if self.wedge.any {
+                    st.shapes.contains_key(w) && !st.dirty.is_empty()
+                } else {
+                    st.shapes.get(w).is_some_and(|s| !s.pending.is_empty())
+                };
+                if self.wedge.at.get().is_some_and(|at| Instant::now() >= *at)
+                    && dirty
                     // Relaxed: only the swap's atomicity matters (one consumer wedges, once).
                     && !self.wedge.fired.swap(true, Ordering::Relaxed)
                 {
@@ -345,6 +370,8 @@ impl Consumer {
             shapes,
             dirty,
             rounds,
+            dir,
+            open_files,
             ..
         } = st;
         let mut written = Vec::with_capacity(dirty.len());
@@ -355,30 +382,62 @@ impl Consumer {
                 s.pending.clear();
                 continue;
             }
+            // A shape over the descriptor budget is opened for this round only.
+            let mut this_round = None;
+            if s.file.is_none() {
+                let f = match s.len {
+                    Some(_) => OpenOptions::new().append(true).open(&s.path),
+                    None => {
+                        // Its first write in this process: create the file, or cut a partial
+                        // last line a crash left. What it holds now is durable (`Ready`
+                        // synced whatever an earlier process left).
+                        let created = !s.path.exists();
+                        let f = files::open_append(&s.path)?;
+                        let len = f.metadata()?.len();
+                        files::synced(&s.path, len);
+                        s.len = Some(len);
+                        if created && self.sync == SyncMode::Fdatasync {
+                            // fdatasync does not cover the new directory entry.
+                            let dir = s.path.parent().expect("shape files live in a directory");
+                            File::open(dir)?.sync_all()?;
+                        }
+                        Ok(f)
+                    }
+                }
+                .with_context(|| format!("opening {}", s.path.display()))?;
+                if *open_files < self.fd_budget {
+                    *open_files += 1;
+                    s.file = Some(f);
+                } else {
+                    this_round = Some(f);
+                }
+            }
+            let file = s.file.as_ref().or(this_round.as_ref()).expect("opened");
             {
                 let _g = files::io_gate();
-                s.file.write_all(&s.pending)?;
+                (&*file).write_all(&s.pending)?;
             }
-            s.len += s.pending.len() as u64;
+            *s.len.get_or_insert(0) += s.pending.len() as u64;
             s.pending.clear();
             written.push(key);
             if self.sync == SyncMode::Fdatasync {
                 let _g = files::io_gate();
                 self.injected_fault(*rounds)?;
-                files::sync_data(&s.file, &s.path, s.len)?;
+                files::sync_data(file, &s.path, s.len.unwrap_or(0))?;
                 c.fsyncs.fetch_add(1, Ordering::Relaxed);
             }
         }
-        if self.sync == SyncMode::Syncfs {
-            if let Some(first) = written.first() {
+        if self.sync == SyncMode::Syncfs && !written.is_empty() {
+            let dir = self.dir(dir)?;
+            {
                 let _g = files::io_gate();
                 self.injected_fault(*rounds)?;
                 let shapes = &*shapes;
                 files::syncfs(
-                    &shapes[first].file,
+                    dir,
                     written
                         .iter()
-                        .map(|k| (shapes[k].path.as_path(), shapes[k].len)),
+                        .map(|k| (shapes[k].path.as_path(), shapes[k].len.unwrap_or(0))),
                 )
                 .context("syncfs")?;
                 c.fsyncs.fetch_add(1, Ordering::Relaxed);
@@ -393,9 +452,25 @@ impl Consumer {
         }
         c.flushed_ns
             .fetch_add(crate::stream::cpu_interval(t), Ordering::Relaxed);
-        shapes.retain(|_, s| !s.writer.is_evicted());
+        shapes.retain(|_, s| {
+            let keep = !s.writer.is_evicted();
+            if !keep {
+                *open_files -= usize::from(s.file.is_some());
+            }
+            keep
+        });
         c.rounds.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// The output directory, opened once (for `syncfs`).
+    fn dir<'a>(&self, dir: &'a mut Option<File>) -> Result<&'a File> {
+        if dir.is_none() {
+            *dir = Some(
+                File::open(&self.out).with_context(|| format!("opening {}", self.out.display()))?,
+            );
+        }
+        Ok(dir.as_ref().expect("just opened"))
     }
 
     /// `PG_PIPELINE_FAULT=io-error`: the sync of this consumer's round N fails, after its
@@ -452,7 +527,8 @@ mod tests {
             fsync_interval: Duration::from_millis(1),
             wedge: Arc::new(Wedge {
                 shape: None,
-                at: Instant::now(),
+                any: false,
+                at: std::sync::OnceLock::new(),
                 fired: AtomicBool::new(false),
             }),
             stop: Arc::new(AtomicBool::new(false)),
@@ -461,6 +537,7 @@ mod tests {
             out: out.clone(),
             dead: dead_tx,
             fail_at_round: Some(1),
+            fd_budget: 1,
         };
         let thread = thread::spawn(move || c.run());
         let mut ids = Vec::new();

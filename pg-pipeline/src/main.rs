@@ -22,6 +22,7 @@ macro_rules! log {
 mod consumer;
 mod files;
 mod pgoutput;
+mod probe;
 mod rebuild;
 mod shapes;
 mod stream;
@@ -142,9 +143,13 @@ enum Command {
         /// Wedge the consumer that owns this shape (e.g. 0:0 = table 0, k = 0), as in a deadlock.
         #[arg(long, value_parser = parse_shape)]
         wedge_shape: Option<ShapeKey>,
-        /// Seconds after start at which that consumer wedges.
+        /// Seconds after the start-up (every shape's file open) at which that consumer wedges
+        /// (once that shape has unflushed changes).
         #[arg(long, default_value_t = 5.0)]
         wedge_after: f64,
+        /// Wedge once any shape of that consumer has unflushed changes, not only that one.
+        #[arg(long)]
+        wedge_any: bool,
         /// Stop (cleanly, with a last acknowledgement) after this many seconds.
         #[arg(long)]
         duration: Option<f64>,
@@ -154,6 +159,10 @@ enum Command {
         /// Seconds between status lines on stderr.
         #[arg(long, default_value_t = 1.0)]
         status_interval: f64,
+        /// Measure the time from each live commit to the slot's confirmed_flush_lsn reaching
+        /// it (a second connection polls the slot every 5 ms); percentiles in the last lines.
+        #[arg(long)]
+        ack_lag: bool,
     },
     /// Drop and create test tables (id identity primary key, payload text) and a publication
     /// for them.
@@ -276,9 +285,11 @@ fn main() -> Result<()> {
             ack_interval_ms,
             wedge_shape,
             wedge_after,
+            wedge_any,
             duration,
             until_lsn,
             status_interval,
+            ack_lag,
         } => {
             let fault = stream::Fault::from_env()?;
             let until = until_lsn
@@ -311,6 +322,7 @@ fn main() -> Result<()> {
                 ack_interval: Duration::from_millis(ack_interval_ms),
                 wedge_shape,
                 wedge_after: secs(wedge_after),
+                wedge_any,
                 duration: duration.map(secs),
                 until,
                 status_interval: secs(status_interval),
@@ -319,6 +331,7 @@ fn main() -> Result<()> {
                     .ok()
                     .and_then(|s| s.parse().ok())
                     .unwrap_or(200),
+                ack_lag,
             })
         }
         Command::Setup {

@@ -11,9 +11,9 @@
 //!   Keepalives outside a transaction and transactions touching no shape are `track(pos, &[])`,
 //!   so an idle or filtered source still moves the slot.
 //! - **consumers** (threads) own the shapes' `Writer`s and files (`consumer.rs`);
-//! - the **event watcher** logs the tracker's events and asks the reader to rebuild a shape
-//!   that was evicted or whose writer went down; the **rebuild worker** copies snapshots
-//!   (`rebuild.rs`);
+//! - the reader also drains the tracker's events (in `settle`, before each acknowledgement),
+//!   logs them and rebuilds the shapes that were evicted or whose writer went down; the
+//!   **rebuild worker** copies snapshots (`rebuild.rs`);
 //! - the tracker's scanner thread.
 //!
 //! On a broken stream (walsender terminated, server restarted) the reader reconnects with
@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use crossbeam_channel::{self as channel, Receiver, Sender};
+use flushwatch::Events;
 use flushwatch::{Config, Error as FwError, Event, FlushTracker, ShapeId, StallPolicy};
-use flushwatch::{Events, RecvTimeoutError};
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent};
 
 use crate::consumer::{Consumer, Counters, Dead, Msg, Rebuilt, Wedge};
@@ -60,6 +60,8 @@ pub struct RunOpts {
     pub ack_interval: Duration,
     pub wedge_shape: Option<ShapeKey>,
     pub wedge_after: Duration,
+    /// The wedge stops its consumer once any of its shapes is dirty (`Wedge::any`).
+    pub wedge_any: bool,
     pub duration: Option<Duration>,
     /// Stop once every commit up to this position is durable and acknowledged.
     pub until: Option<u64>,
@@ -68,6 +70,8 @@ pub struct RunOpts {
     pub fault: Fault,
     /// A fault fires only after this many commits streamed live (after the start-up replay).
     pub fault_after_commits: u64,
+    /// Measure the acknowledgement lag of live commits (`probe.rs`).
+    pub ack_lag: bool,
 }
 
 /// The faults `scripts/pg-e2e` injects (`PG_PIPELINE_FAULT`).
@@ -190,14 +194,29 @@ struct ReaderStats {
     keepalive_tracks: AtomicU64,
     /// Shape parts of transactions skipped because the shape's rebuild snapshot saw them.
     filtered: AtomicU64,
+    /// Commits that waited for the consumers (`Reader::backpressure`).
+    backpressure_waits: AtomicU64,
     hist: [AtomicU64; 4],
     hist_ns: [AtomicU64; 4],
 }
 
 const HISTORY: usize = 4096;
 
+/// Shapes pending (not suspected) beyond which the reader waits for the consumers
+/// (`Reader::backpressure`).
+const MAX_IN_FLIGHT: usize = 4096;
+
 /// A transaction's lines per shape, in first-touched order.
 type ShapeLines = Vec<(ShapeKey, Vec<u8>)>;
+
+/// The open transaction's lines, per shape in first-touched order, with an index: a
+/// `TRUNCATE` touches every shape of its table (75,000 at 300,000 shapes), where a search of
+/// the list for each shape would be quadratic.
+#[derive(Default)]
+struct OpenLines {
+    items: ShapeLines,
+    at: HashMap<ShapeKey, usize>,
+}
 
 struct Reader {
     o: RunOpts,
@@ -210,7 +229,8 @@ struct Reader {
     history: VecDeque<Arc<Txn>>,
     /// relation id -> (table index, key column index), `None` for tables without shapes.
     relations: HashMap<u32, Option<(u16, usize)>>,
-    rebuild_requests: Receiver<ShapeKey>,
+    /// The tracker's event queue, read only by `settle` (see there why not by a thread).
+    events: Events<ShapeKey>,
     rebuild_tx: Sender<rebuild::Request>,
     rebuild_done: Receiver<Result<rebuild::Done>>,
     stats: Arc<ReaderStats>,
@@ -218,7 +238,7 @@ struct Reader {
     /// The watermark last handed to the replication client.
     acked: u64,
     /// The open transaction: (xid, lines per shape in first-touched order).
-    open: Option<(u32, ShapeLines)>,
+    open: Option<(u32, OpenLines)>,
     fault_fired: bool,
     /// The server's WAL position when this process started: commits above it are streamed
     /// live, not replayed from before the start.
@@ -237,6 +257,10 @@ struct Reader {
     settling: Vec<rebuild::Done>,
     /// A fault `ack` decided to fire (see `after_ack`), with the acknowledged watermark.
     fire_after_ack: Option<u64>,
+    /// Live commits for the acknowledgement-lag probe.
+    lag_tx: Option<Sender<crate::probe::Seen>>,
+    /// Commits received after this are not measured (the wedge is near).
+    lag_until: Option<Instant>,
     clock: quanta::Clock,
 }
 
@@ -292,9 +316,20 @@ pub fn run(o: RunOpts) -> Result<()> {
     let counters = Arc::new(Counters::default());
     let wedge = Arc::new(Wedge {
         shape: o.wedge_shape,
-        at: Instant::now() + o.wedge_after,
+        any: o.wedge_any,
+        at: OnceLock::new(),
         fired: AtomicBool::new(false),
     });
+    // One descriptor per shape file where the process may have that many (1,024 kept for
+    // everything else); the consumers share them.
+    let nofile = crate::probe::raise_nofile(layout.count() as u64 + 4096);
+    let fd_budget = (nofile.saturating_sub(1024) as usize) / o.consumers;
+    if fd_budget * o.consumers < layout.count() {
+        log!(
+            "start: RLIMIT_NOFILE is {nofile}: {} files kept open, the others opened per round",
+            fd_budget * o.consumers
+        );
+    }
     let mut txs = Vec::with_capacity(o.consumers);
     let mut consumers = Vec::with_capacity(o.consumers);
     let (dead_tx, dead_rx) = channel::unbounded();
@@ -313,6 +348,7 @@ pub fn run(o: RunOpts) -> Result<()> {
             out: o.out.clone(),
             dead: dead_tx.clone(),
             fail_at_round: (o.fault == Fault::IoError && i == 1).then_some(20),
+            fd_budget,
         };
         consumers.push(
             thread::Builder::new()
@@ -325,8 +361,9 @@ pub fn run(o: RunOpts) -> Result<()> {
     // Every shape is registered up front, except those whose marker says "rebuild me".
     let mut routes = Vec::with_capacity(layout.count());
     let mut invalid = Vec::new();
+    let marked = rebuild::invalid_markers(&layout, &o.out)?;
     for (n, key) in layout.keys().enumerate() {
-        if layout.invalid_marker(&o.out, key).exists() {
+        if marked.contains(&key) {
             invalid.push(key);
             routes.push(Route::Rebuilding { buffer: Vec::new() });
             continue;
@@ -374,13 +411,6 @@ pub fn run(o: RunOpts) -> Result<()> {
         if invalid.is_empty() { String::new() } else { format!(" rebuilding {} invalid shape(s)", invalid.len()) }
     );
 
-    let (req_tx, req_rx) = channel::unbounded();
-    let watcher = {
-        let (events, stop) = (tracker.events(), stop.clone());
-        thread::Builder::new()
-            .name("events".into())
-            .spawn(move || watch_events(events, req_tx, &stop))?
-    };
     let (rb_tx, rb_rx) = channel::unbounded();
     let (done_tx, done_rx) = channel::unbounded();
     {
@@ -405,7 +435,7 @@ pub fn run(o: RunOpts) -> Result<()> {
         routes,
         history: VecDeque::with_capacity(HISTORY),
         relations: HashMap::new(),
-        rebuild_requests: req_rx,
+        events: tracker.events(),
         rebuild_tx: rb_tx,
         rebuild_done: done_rx,
         stats: stats.clone(),
@@ -421,6 +451,8 @@ pub fn run(o: RunOpts) -> Result<()> {
         dead_consumers: vec![false; o.consumers],
         settling: Vec::new(),
         fire_after_ack: None,
+        lag_tx: None,
+        lag_until: None,
         clock: quanta::Clock::new(),
     };
     if let Some(n) = (!invalid.is_empty()).then_some(invalid.len()) {
@@ -445,12 +477,64 @@ pub fn run(o: RunOpts) -> Result<()> {
                 ));
             })?;
     }
+    // Start-up is over: the wedge counts from here, and so does the lag measurement.
+    let stream_start = Instant::now();
+    // The CPU the start-up took (opening every file) is no part of the stream's.
+    let cpu_at_start = process_cpu_ns();
+    let _ = wedge.at.set(stream_start + o.wedge_after);
+    if o.wedge_shape.is_some() {
+        // Commits received later than 1 s before the wedge may wait for its eviction: their
+        // lag measures detection, not the pipeline.
+        reader.lag_until = (stream_start + o.wedge_after).checked_sub(Duration::from_secs(1));
+    }
+    crate::probe::stop_on_sigterm();
+    let probes_stop = Arc::new(AtomicBool::new(false));
+    let sampler = crate::probe::scan_sampler(
+        tracker.clone(),
+        o.wedge_shape.is_some(),
+        probes_stop.clone(),
+    );
+    let lag_probe = o.ack_lag.then(|| {
+        let (tx, rx) = channel::unbounded();
+        reader.lag_tx = Some(tx);
+        crate::probe::ack_lag(o.conn.clone(), o.slot.clone(), rx, probes_stop.clone())
+    });
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let started = Instant::now();
     let result = rt.block_on(reader.stream(start));
     let elapsed = started.elapsed();
+    reader.lag_tx = None;
+    probes_stop.store(true, Ordering::Relaxed); // Relaxed: a stop request; the joins synchronize.
+    let mut scans = sampler.join().unwrap_or_default();
+    let mut lags = match lag_probe.map(|h| h.join()) {
+        None => Default::default(),
+        Some(Ok(Ok(v))) => v,
+        Some(Ok(Err(e))) => {
+            log!("ack-lag probe failed: {e:#}");
+            Default::default()
+        }
+        Some(Err(_)) => Default::default(),
+    };
+    let q = crate::probe::quantile_ms;
+    log!(
+        "measured: ack_lag_n={} ack_lag_p50_ms={:.2} ack_lag_p99_ms={:.2} ack_lag_max_ms={:.2} received_p50_ms={:.2} received_p99_ms={:.2} after_receipt_p50_ms={:.2} after_receipt_p99_ms={:.2} scan_n={} scan_p50_ms={:.3} scan_p99_ms={:.3} scan_max_ms={:.3} rss_hwm_kb={} shapes={}",
+        lags.whole.len(),
+        q(&mut lags.whole, 0.5, 1e3),
+        q(&mut lags.whole, 0.99, 1e3),
+        q(&mut lags.whole, 1.0, 1e3),
+        q(&mut lags.received, 0.5, 1e3),
+        q(&mut lags.received, 0.99, 1e3),
+        q(&mut lags.after_receipt, 0.5, 1e3),
+        q(&mut lags.after_receipt, 0.99, 1e3),
+        scans.len(),
+        q(&mut scans, 0.5, 1.0),
+        q(&mut scans, 0.99, 1.0),
+        q(&mut scans, 1.0, 1.0),
+        crate::probe::peak_rss_kb(),
+        layout.count(),
+    );
 
     // Shut down: consumers drain and flush, then report.
     stop.store(true, Ordering::Relaxed); // Relaxed: a stop request; the joins synchronize.
@@ -461,7 +545,6 @@ pub fn run(o: RunOpts) -> Result<()> {
     let cpu = process_cpu_ns();
     let scanner_ns = scanner_cpu_ns();
     drop(scanner);
-    let _ = watcher.join();
     let (track_ns, flushed_ns) = (
         stats.track_ns.load(Ordering::Relaxed),
         counters.flushed_ns.load(Ordering::Relaxed),
@@ -472,14 +555,16 @@ pub fn run(o: RunOpts) -> Result<()> {
         stats.hist_ns
     );
     log!(
-        "done: commits={} filtered={} secs={:.3} track_ns={} flushed_ns={} scanner_ns={} process_cpu_ns={} reconnects={} replayed={} fsyncs={} rounds={} rebuilt={}",
+        "done: commits={} filtered={} backpressure_waits={} secs={:.3} track_ns={} flushed_ns={} scanner_ns={} process_cpu_ns={} stream_cpu_ns={} reconnects={} replayed={} fsyncs={} rounds={} rebuilt={}",
         stats.commits.load(Ordering::Relaxed),
         stats.filtered.load(Ordering::Relaxed),
+        stats.backpressure_waits.load(Ordering::Relaxed),
         elapsed.as_secs_f64(),
         track_ns,
         flushed_ns,
         scanner_ns,
         cpu,
+        cpu.saturating_sub(cpu_at_start),
         stats.reconnects.load(Ordering::Relaxed),
         stats.replayed.load(Ordering::Relaxed),
         counters.fsyncs.load(Ordering::Relaxed),
@@ -580,7 +665,10 @@ impl Reader {
                             last_status = Instant::now();
                             self.log_status();
                         }
-                        if self.o.duration.is_some_and(|d| started.elapsed() >= d) {
+                        // Relaxed: a stop request (SIGTERM).
+                        if self.o.duration.is_some_and(|d| started.elapsed() >= d)
+                            || crate::probe::TERM.load(Ordering::Relaxed)
+                        {
                             break Ok(true);
                         }
                         if let Some(until) = self.o.until {
@@ -704,36 +792,58 @@ impl Reader {
 
     /// Takes every shape that no longer counts in the watermark out of its route, its rebuild
     /// marker durable, and asks for its rebuild. Called between reading a watermark and
-    /// acknowledging it: a shape evicted by the scanner is unregistered before the scan
-    /// publishes a watermark that no longer counts it, so the sweep below finds every shape
-    /// the watermark read before it has passed; a consumer that died marked its shapes before
-    /// letting their writers go. So no acknowledgement passes a shape that ended before its
-    /// marker is durable.
+    /// acknowledging it, so no acknowledgement passes a shape that ended before its marker is
+    /// durable. In this pipeline a shape ends in one of two ways, and both are seen here
+    /// without looking at the shapes that did not change:
+    /// - **eviction**: the scan queues `Stalled { evicted: true }` before it publishes the
+    ///   watermark that leaves the shape out (both inside one scan: the event is pushed to the
+    ///   tracker's channel, then the watermark is stored with `Release`; `watermark()` loads
+    ///   it with `Acquire`). So the events drained below hold the eviction of every shape the
+    ///   watermark read before this call has passed. That is why this queue is read here, on
+    ///   the reader, and by nothing else: a thread forwarding the events could still hold one.
+    /// - **its consumer died**: it marks its shapes, sends its death notice and only then lets
+    ///   its writers go, so the notice is in `dead` before any watermark passes them.
+    ///
+    /// (This used to sweep every route asking `tracker.id_of` for each: O(shapes) on every
+    /// acknowledgement, every 20-100 ms; `tracker-mem` times that sweep at 16-69 ms at 100,000
+    /// shapes and 115-406 ms at 300,000 on a loaded 2-core machine. Now the cost is
+    /// O(events), and a sweep of the routes runs only once per consumer death.)
     fn settle(&mut self) -> Result<()> {
         let layout = self.o.layout.clone();
         let mut ended: Vec<ShapeKey> = Vec::new();
         let mut marked: HashSet<ShapeKey> = HashSet::new();
+        let mut newly_dead = Vec::new();
         while let Ok(d) = self.dead.try_recv() {
             if !self.dead_consumers[d.consumer] {
                 log!(
                     "rebuild: consumer {} is dead; its shapes are rebuilt elsewhere",
                     d.consumer
                 );
+                newly_dead.push(d.consumer);
             }
             self.healthy[d.consumer] = false;
             self.dead_consumers[d.consumer] = true;
             marked.extend(d.marked);
         }
-        while let Ok(key) = self.rebuild_requests.try_recv() {
-            ended.push(key);
+        while let Ok(event) = self.events.try_recv() {
+            if let Some(key) = log_event(event) {
+                ended.push(key);
+            }
         }
-        for (i, key) in layout.keys().enumerate() {
-            if let Route::Live { id, consumer, .. } = &self.routes[i] {
-                if self.dead_consumers[*consumer] || self.tracker.id_of(&key) != Some(*id) {
-                    ended.push(key);
+        if !newly_dead.is_empty() {
+            for (i, key) in layout.keys().enumerate() {
+                if let Route::Live { consumer, .. } = &self.routes[i] {
+                    if newly_dead.contains(consumer) {
+                        ended.push(key);
+                    }
                 }
             }
         }
+        // Shapes handed to a consumer after its death come back in `marked` (it marks and
+        // drops them); they are routed to it, so they end here too.
+        ended.extend(marked.iter().copied().filter(|k| {
+            matches!(self.routes[index(&layout, *k)], Route::Live { consumer, .. } if self.dead_consumers[consumer])
+        }));
         ended.sort_unstable();
         ended.dedup();
         ended.retain(|k| matches!(self.routes[index(&layout, *k)], Route::Live { .. }));
@@ -748,8 +858,20 @@ impl Reader {
         rebuild::mark_invalid(&layout, &self.o.out, &unmarked)?;
         // Each of them was sent nothing beyond what `track` has seen so far.
         self.passed_evicted.get_or_insert(self.tracker.last_seen());
+        // Their recent transactions, in one pass over the history (not one per shape).
+        let wanted: HashSet<ShapeKey> = ended.iter().copied().collect();
+        let mut recent: HashMap<ShapeKey, Vec<Arc<Txn>>> = HashMap::new();
+        for t in &self.history {
+            for (k, _) in &t.items {
+                if wanted.contains(k) {
+                    let v = recent.entry(*k).or_default();
+                    // A transaction's items name each shape once.
+                    v.push(t.clone());
+                }
+            }
+        }
         for key in &ended {
-            self.start_rebuild(*key);
+            self.start_rebuild(*key, recent.remove(key).unwrap_or_default());
         }
         log!(
             "rebuild: {} shape(s) marked ({} by their dead consumer); snapshot requested",
@@ -760,20 +882,16 @@ impl Reader {
         Ok(())
     }
 
-    /// Moves a shape whose marker is durable to `Rebuilding`.
-    fn start_rebuild(&mut self, key: ShapeKey) {
+    /// Moves a shape whose marker is durable to `Rebuilding`, its buffer seeded with its
+    /// `recent` transactions (from the history, oldest first).
+    fn start_rebuild(&mut self, key: ShapeKey, recent: Vec<Arc<Txn>>) {
         let i = index(&self.o.layout, key);
         let Route::Live { consumer, .. } = self.routes[i] else {
             return; // already rebuilding
         };
         // Presumed wedged (or gone): give it nothing new.
         self.healthy[consumer] = false;
-        let buffer: Vec<Arc<Txn>> = self
-            .history
-            .iter()
-            .filter(|t| t.items.iter().any(|(k, _)| *k == key))
-            .cloned()
-            .collect();
+        let buffer = recent;
         log!(
             "rebuild: {key} leaves consumer {consumer} ({} recent transactions kept)",
             buffer.len()
@@ -927,13 +1045,29 @@ impl Reader {
 
     async fn event(&mut self, ev: ReplicationEvent, client: &ReplicationClient) -> Result<()> {
         match ev {
-            ReplicationEvent::Begin { xid, .. } => self.open = Some((xid, Vec::new())),
+            ReplicationEvent::Begin { xid, .. } => self.open = Some((xid, OpenLines::default())),
             ReplicationEvent::XLogData { data, .. } => self.xlog(&data)?,
-            ReplicationEvent::Commit { end_lsn, .. } => {
+            ReplicationEvent::Commit {
+                end_lsn,
+                commit_time_micros,
+                ..
+            } => {
                 let commit = end_lsn.as_u64();
-                let Some((xid, items)) = self.open.take() else {
+                let Some((xid, OpenLines { items, .. })) = self.open.take() else {
                     bail!("commit {} without begin", Lsn(commit));
                 };
+                if let Some(tx) = &self.lag_tx {
+                    if commit > self.live_from
+                        && commit > self.tracker.last_seen()
+                        && self.lag_until.is_none_or(|u| Instant::now() < u)
+                    {
+                        let _ = tx.send((
+                            commit,
+                            crate::probe::pg_to_unix_us(commit_time_micros),
+                            crate::probe::now_unix_us(),
+                        ));
+                    }
+                }
                 self.commit(xid, commit, items, client).await?;
             }
             ReplicationEvent::KeepAlive {
@@ -1099,6 +1233,9 @@ impl Reader {
             self.stats.replayed.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
+        if !items.is_empty() {
+            self.backpressure(client).await?;
+        }
         let items = items
             .into_iter()
             .map(|(k, mut lines)| {
@@ -1190,6 +1327,34 @@ impl Reader {
         Ok(())
     }
 
+    /// Waits while the consumers are far behind: more than `MAX_IN_FLIGHT` shapes pending
+    /// and not suspected (as of the tracker's last scan), acknowledging meanwhile.
+    ///
+    /// Without it the reader, which decodes far faster than 300,000 shapes' files can be
+    /// written, queued a whole backlog to the consumers at once: shapes then stayed pending
+    /// for the whole drain, longer than grace + challenge, and healthy shapes were evicted by
+    /// the tens of thousands. With it a shape waits behind a bounded queue. Suspected shapes
+    /// do not count, so a wedged consumer (whose shapes are suspected after `grace`) stops the
+    /// stream for no longer than that.
+    async fn backpressure(&mut self, client: &ReplicationClient) -> Result<()> {
+        let mut waited = false;
+        loop {
+            let s = self.tracker.stats();
+            if s.pending.saturating_sub(s.suspected) <= MAX_IN_FLIGHT {
+                break;
+            }
+            if !waited {
+                waited = true;
+                self.stats
+                    .backpressure_waits
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            self.housekeeping(client)?;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        Ok(())
+    }
+
     /// The kill window of issue 9: commit `txn` is the newest, its lines are held unwritten
     /// by the consumers, one of its shapes was caught up before it. Wait for the tracker to
     /// publish the highest safe watermark, acknowledge it, wait until the server has it as
@@ -1262,14 +1427,12 @@ impl Reader {
 }
 
 /// The open transaction's lines for `shape`, created empty on its first change.
-fn shape_lines(items: &mut ShapeLines, shape: ShapeKey) -> &mut Vec<u8> {
-    let at = match items.iter().position(|(k, _)| *k == shape) {
-        Some(i) => i,
-        None => {
-            items.push((shape, Vec::new()));
-            items.len() - 1
-        }
-    };
+fn shape_lines(open: &mut OpenLines, shape: ShapeKey) -> &mut Vec<u8> {
+    let items = &mut open.items;
+    let at = *open.at.entry(shape).or_insert_with(|| {
+        items.push((shape, Vec::new()));
+        items.len() - 1
+    });
     &mut items[at].1
 }
 
@@ -1290,43 +1453,34 @@ fn fill_commit(lines: &mut [u8], commit: u64) {
     }
 }
 
-/// Logs the tracker's events; asks the reader to rebuild shapes that ended abnormally.
-fn watch_events(events: Events<ShapeKey>, rebuild: Sender<ShapeKey>, stop: &AtomicBool) {
-    // Relaxed: a stop request.
-    while !stop.load(Ordering::Relaxed) {
-        let event = match events.recv_timeout(Duration::from_millis(100)) {
-            Ok(e) => e,
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => return,
-        };
-        match event {
-            Event::Suspected { key, idle } => {
-                log!("event: suspected {key} idle={:.3}s", idle.as_secs_f64())
-            }
-            Event::Stalled {
-                key,
-                idle,
-                flushed,
-                sent,
-                evicted,
-            } => {
-                log!(
-                    "event: stalled {key} idle={:.3}s flushed={} sent={} evicted={evicted}",
-                    idle.as_secs_f64(),
-                    Lsn(flushed),
-                    Lsn(sent)
-                );
-                if evicted {
-                    let _ = rebuild.send(key);
-                }
-            }
-            Event::WriterDown { key, cause } => {
-                log!("event: writer-down {key} cause={cause:?}");
-                let _ = rebuild.send(key);
-            }
-            // Informational events (lagging, and whatever a newer flushwatch adds).
-            _ => {}
+/// Logs one of the tracker's events; returns the shape to rebuild if it ended abnormally.
+fn log_event(event: Event<ShapeKey>) -> Option<ShapeKey> {
+    match event {
+        Event::Suspected { key, idle } => {
+            log!("event: suspected {key} idle={:.3}s", idle.as_secs_f64());
+            None
         }
+        Event::Stalled {
+            key,
+            idle,
+            flushed,
+            sent,
+            evicted,
+        } => {
+            log!(
+                "event: stalled {key} idle={:.3}s flushed={} sent={} evicted={evicted}",
+                idle.as_secs_f64(),
+                Lsn(flushed),
+                Lsn(sent)
+            );
+            evicted.then_some(key)
+        }
+        Event::WriterDown { key, cause } => {
+            log!("event: writer-down {key} cause={cause:?}");
+            Some(key)
+        }
+        // Informational events (lagging, and whatever a newer flushwatch adds).
+        _ => None,
     }
 }
 
