@@ -155,6 +155,12 @@ impl<K: ShapeKey> FlushTracker<K> {
         &self.handle.shared
     }
 
+    /// The scanner's private state, for the scan's own unit tests.
+    #[cfg(test)]
+    pub(crate) fn scan_state(&self) -> &Mutex<ScanState<K>> {
+        &self.handle.scan
+    }
+
     /// Registers a shape and returns the [`Writer`] its consumer reports through.
     ///
     /// A new shape has nothing sent to it and is not pending. An evicted, removed or ended

@@ -388,6 +388,62 @@ pub(super) enum Outcome {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
+    use crate::sync::lock;
+    use crate::{Config, FlushTracker, Writer};
+
+    #[test]
+    fn the_set_grows_by_what_arrived_or_an_eighth_never_by_doubling() {
+        // The memory per pending shape (`BENCHMARKS.md`, memory per shape) and an amortised
+        // growth: what the cargo-mutants run found no test for.
+        let t = FlushTracker::new(Config::default()).unwrap();
+        let capacity = || lock(t.scan_state()).set.capacity();
+        let len = || lock(t.scan_state()).set.len();
+        let mut writers: Vec<Writer<u32>> = (0..10_000).map(|k| t.register(k).unwrap()).collect();
+        let ids: Vec<_> = writers.iter().map(Writer::id).collect();
+        t.track(1, &ids).unwrap(); // all pending, never flushed: they stay in the set
+        t.scan();
+        assert_eq!(len(), 10_000);
+        assert!(
+            capacity() <= 10_000 + 10_000 / 8,
+            "slack after one track of every shape: {}",
+            capacity()
+        );
+        // One new shape per scan: the set grows by an eighth at a time, not by one.
+        let mut grown = 0;
+        for k in 0..2_000 {
+            let before = capacity();
+            let w = t.register(100_000 + k).unwrap();
+            t.track(2 + u64::from(k), &[w.id()]).unwrap();
+            writers.push(w);
+            t.scan();
+            grown += usize::from(capacity() != before);
+            assert!(
+                capacity() <= len() + len() / 8 + 1,
+                "{} for {}",
+                capacity(),
+                len()
+            );
+        }
+        assert!(
+            grown <= 2,
+            "the set grew {grown} times for 2,000 single arrivals"
+        );
+        // What arrives exactly fills the room: no growth.
+        let (before, room) = (capacity(), capacity() - len());
+        let more: Vec<Writer<u32>> = (0..room as u32)
+            .map(|k| t.register(200_000 + k).unwrap())
+            .collect();
+        let ids: Vec<_> = more.iter().map(Writer::id).collect();
+        t.track(10_000, &ids).unwrap();
+        t.scan();
+        assert_eq!(
+            (len(), capacity()),
+            (before, before),
+            "{room} arrivals fit the room"
+        );
+        drop((writers, more));
+    }
+
     #[test]
     fn a_pending_set_entry_is_44_bytes() {
         // What a pending shape costs the scanner in memory (`BENCHMARKS.md`, memory per shape):
