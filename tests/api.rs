@@ -98,6 +98,15 @@ fn debug_output_says_what_it_is() {
         format!("{:?}", tracker.events()),
         "Events { queued: 1, .. }"
     );
+    let events = tracker.events();
+    assert_eq!(format!("{:?}", events.iter()), "Iter { .. }");
+    assert_eq!(format!("{:?}", events.try_iter()), "TryIter { .. }");
+    assert_eq!(
+        format!("{:?}", tracker.events().into_iter()),
+        "IntoIter { .. }"
+    );
+    let scanner = tracker.spawn_scanner().unwrap();
+    assert_eq!(format!("{scanner:?}"), "Scanner { .. }");
 }
 
 // --- Events ---------------------------------------------------------------------------------------
@@ -448,6 +457,7 @@ fn receive_errors_display_what_happened() {
         "no event came within the timeout"
     );
     let gone = RecvError.to_string();
+    assert_eq!(gone, "the event queue is empty and its tracker is gone");
     assert_eq!(TryRecvError::Disconnected.to_string(), gone);
     assert_eq!(RecvTimeoutError::Disconnected.to_string(), gone);
     assert_eq!(TryRecvError::from(RecvError), TryRecvError::Disconnected);

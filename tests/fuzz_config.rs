@@ -163,6 +163,8 @@ fn huge_scan_interval_scanner_stops_and_restarts() {
         std::thread::sleep(Duration::from_millis(1));
     }
     std::thread::sleep(Duration::from_millis(50));
+    // "Never again until stopped": a past deadline would make it scan without a pause.
+    assert_eq!(tracker.stats().scans, 1, "one scan, then none");
     drop(scanner);
     assert!(
         tracker.spawn_scanner().is_ok(),
