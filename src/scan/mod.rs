@@ -447,6 +447,15 @@ mod tests {
         }
         t.scan();
         assert_eq!(len(), 0, "caught-up shapes left the set");
+        // So do ended ones, pending or not.
+        let x = t.register(u32::MAX).unwrap();
+        t.track(10_001, &[x.id()]).unwrap();
+        t.scan();
+        assert_eq!(len(), 1);
+        assert!(t.remove(&u32::MAX));
+        t.scan();
+        assert_eq!(len(), 0, "an ended pending shape left the set");
+        drop(x);
     }
 
     #[test]
