@@ -37,6 +37,15 @@ fn writer_down(tracker: &FlushTracker<&'static str>, key: &'static str, commit: 
     drop(w);
 }
 
+/// Runs `f` (a call that blocks until something happens) on its own thread, and fails the
+/// test if it has not returned within `limit`: a broken build fails instead of hanging.
+fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || tx.send(f()));
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("still blocked after {limit:?}"))
+}
+
 fn down(key: &'static str) -> Event<&'static str> {
     Event::WriterDown {
         key,
@@ -157,12 +166,16 @@ fn a_receiver_waits_for_an_event_from_another_thread() {
     tracker.track(1, &[w.id()]).unwrap();
     let gone = thread::spawn(move || drop(w));
     // Duration::MAX does not overflow: it waits as long as it takes.
-    assert_eq!(events.recv_timeout(Duration::MAX), Ok(down("orders")));
+    let (events, got) = within(10 * SEC, move || {
+        let got = events.recv_timeout(Duration::MAX);
+        (events, got)
+    });
+    assert_eq!(got, Ok(down("orders")));
     gone.join().unwrap();
     let w = tracker.register("users").unwrap();
     tracker.track(2, &[w.id()]).unwrap();
     let gone = thread::spawn(move || drop(w));
-    assert_eq!(events.recv(), Ok(down("users")));
+    assert_eq!(within(10 * SEC, move || events.recv()), Ok(down("users")));
     gone.join().unwrap();
 }
 
@@ -202,12 +215,16 @@ fn disconnected_only_once_the_tracker_its_writers_and_scanner_are_gone() {
     );
     drop(kept); // caught up: a quiet end, and the last holder of the queue
     assert_eq!(events.try_recv(), Err(TryRecvError::Disconnected));
-    assert_eq!(events.recv(), Err(RecvError));
-    assert_eq!(
-        events.recv_timeout(SEC),
-        Err(RecvTimeoutError::Disconnected)
-    );
-    assert_eq!(events.iter().next(), None, "the blocking iterator ends");
+    let events = within(10 * SEC, move || {
+        assert_eq!(events.recv(), Err(RecvError));
+        assert_eq!(
+            events.recv_timeout(SEC),
+            Err(RecvTimeoutError::Disconnected)
+        );
+        assert_eq!(events.iter().next(), None, "the blocking iterator ends");
+        events
+    });
+    drop(events);
 }
 
 #[test]
@@ -215,18 +232,19 @@ fn the_blocking_iterators_yield_everything_then_end_when_the_tracker_is_gone() {
     for owned in [false, true] {
         let tracker = FlushTracker::new(Config::default()).unwrap();
         let events = tracker.events();
-        let reader = thread::spawn(move || {
-            if owned {
+        let (tx, rx) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            tx.send(if owned {
                 events.into_iter().collect::<Vec<_>>()
             } else {
                 (&events).into_iter().collect::<Vec<_>>()
-            }
+            })
         });
         writer_down(&tracker, "a", 1);
         writer_down(&tracker, "b", 2);
         drop(tracker); // nothing can emit any more: the reader drains the queue and stops
         assert_eq!(
-            reader.join().unwrap(),
+            rx.recv_timeout(10 * SEC).expect("the iterator ended"),
             [down("a"), down("b")],
             "owned: {owned}"
         );
