@@ -60,15 +60,6 @@ impl<K: Hash + Eq + Clone> Model<K> {
         })
     }
 
-    /// Keys of the live pending shapes.
-    pub fn pending_keys(&self) -> Vec<K> {
-        self.shapes
-            .values()
-            .filter(|s| s.ended.is_none() && s.pending())
-            .map(|s| s.key.clone())
-            .collect()
-    }
-
     /// Keys of the live pending shapes with the lowest flushed position: any of them may be
     /// reported as `pinned_by`.
     pub fn pinned_candidates(&self) -> Vec<K> {
@@ -83,14 +74,6 @@ impl<K: Hash + Eq + Clone> Model<K> {
         live()
             .filter(|s| s.flushed == min)
             .map(|s| s.key.clone())
-            .collect()
-    }
-
-    /// Reads every queued event, oldest first (what a receiver of `events()` gets).
-    pub fn take_events(&mut self) -> Vec<Event<K>> {
-        self.take_events_numbered()
-            .into_iter()
-            .map(|(_, e)| e)
             .collect()
     }
 
