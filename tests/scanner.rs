@@ -284,12 +284,20 @@ fn grid_points_missed_by_a_slow_scan_are_skipped_not_run_in_a_burst() {
                                           // Relaxed: see `ARMED`.
     ARMED.store(true, Ordering::Relaxed);
     let scanner = tracker.spawn_scanner().unwrap();
-    // (when, scans): the first and the last time each count was seen.
-    let mut samples = vec![(Instant::now(), tracker.stats().scans)];
+    // (before, scans, after): the counter read between two clock reads, so that every scan it
+    // counts beyond an earlier sample's ended after that sample's `before` and before this
+    // one's `after`, however late the sampler ran. Kept: the first and the last sample of
+    // each count.
+    let sample = || {
+        let before = Instant::now();
+        let scans = tracker.stats().scans;
+        (before, scans, Instant::now())
+    };
+    let mut samples = vec![sample()];
     let deadline = Instant::now() + Duration::from_secs(10);
     while samples.last().unwrap().1 < 10 && Instant::now() < deadline {
         std::thread::yield_now();
-        let now = (Instant::now(), tracker.stats().scans);
+        let now = sample();
         let n = samples.len();
         if n >= 2 && samples[n - 1].1 == now.1 && samples[n - 2].1 == now.1 {
             samples[n - 1] = now;
@@ -303,16 +311,16 @@ fn grid_points_missed_by_a_slow_scan_are_skipped_not_run_in_a_burst() {
         scans >= 10,
         "{scans} scans in 10 s: the scanner lost its grid"
     );
-    for (i, &(t0, before)) in samples.iter().enumerate() {
-        for &(t1, after) in samples[i..]
+    for (i, &(from, before, _)) in samples.iter().enumerate() {
+        for &(_, after, to) in samples[i..]
             .iter()
-            .take_while(|(t1, _)| *t1 - t0 <= interval * 2 / 5)
+            .take_while(|(_, _, to)| *to - from <= interval * 2 / 5)
         {
             assert!(
                 after - before <= 3,
                 "{} scans within {:?}: missed grid points run in a burst",
                 after - before,
-                t1 - t0
+                to - from
             );
         }
     }
