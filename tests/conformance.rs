@@ -1006,19 +1006,41 @@ fn lagging_is_reported_once_per_episode() {
     )
     .unwrap();
     let slow = t.register("slow").unwrap();
+    // The sequential model, driven by the same steps.
+    let mut model = flushwatch::model::Model::new(flushwatch::model::ModelConfig {
+        grace: 3_600_000_000_000,
+        lag_window: 3,
+        ..Default::default()
+    });
+    let m_slow = model.register("slow", 0).unwrap();
+    let mut now = 0;
     let mut commit = 0;
     let mut lagging = 0;
+    let mut first = (None, None);
     // The consumer flushes 1 commit per scan while 3 arrive: lag grows by 2 per scan.
     for step in 0..10u64 {
         for _ in 0..3 {
             commit += 1;
             t.track(commit, &[slow.id()]).unwrap();
+            model.track(commit, &[m_slow], now).unwrap();
         }
         slow.flushed(step + 1);
+        model.flushed(m_slow, step + 1, now);
         mock.increment(MS);
-        lagging += t.scan().lagging.len();
+        now += 1_000_000;
+        let found = t.scan().lagging.len();
+        lagging += found;
+        if found > 0 {
+            first.0.get_or_insert(step);
+        }
+        if !model.scan(now).lagging.is_empty() {
+            first.1.get_or_insert(step);
+        }
     }
     assert_eq!(lagging, 1, "once per episode");
+    // First seen pending at step 0 (a run of one scan), grown and progressed from step 1: the
+    // run exceeds the window of 3 scans at step 3, not before.
+    assert_eq!(first, (Some(3), Some(3)), "(tracker, model)");
     // It catches up: the episode ends; a new one can start later.
     slow.flushed(commit);
     t.scan();
