@@ -113,3 +113,26 @@ impl<K: Hash + Eq + Clone> Model<K> {
         self.withheld
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Model, ModelConfig};
+
+    #[test]
+    fn the_range_of_drops_at_capacity_is_exact() {
+        // Room for one event; a scan emits two `Suspected` (informational): one is dropped,
+        // whatever the order of the visits.
+        let mut m = Model::new(ModelConfig {
+            grace: 10,
+            event_capacity: 1,
+            ..ModelConfig::default()
+        });
+        let a = m.register("a", 0).unwrap();
+        let b = m.register("b", 0).unwrap();
+        m.track(5, &[a, b], 0).unwrap();
+        let r = m.scan(100);
+        assert_eq!(r.suspected.len(), 2, "{r:?}");
+        assert_eq!(m.events_dropped_range(), (1, 1));
+        assert_eq!(m.events_dropped(), 1);
+    }
+}
