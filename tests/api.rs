@@ -107,6 +107,10 @@ fn debug_output_says_what_it_is() {
         format!("{:?}", tracker.events()),
         "Events { queued: 1, .. }"
     );
+    assert_eq!(
+        format!("{tracker:?}"),
+        "FlushTracker { last_seen: 1, watermark: 0, registered: 0, .. }"
+    );
     let events = tracker.events();
     assert_eq!(format!("{:?}", events.iter()), "Iter { .. }");
     assert_eq!(format!("{:?}", events.try_iter()), "TryIter { .. }");
