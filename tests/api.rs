@@ -183,6 +183,32 @@ fn a_receiver_waits_for_an_event_from_another_thread() {
     gone.join().unwrap();
 }
 
+#[test]
+fn wait_watermark_returns_once_reached_or_at_its_timeout() {
+    let (tracker, _mock) = mocked::<&str>();
+    let w = tracker.register("a").unwrap();
+    tracker.track(10, &[w.id()]).unwrap();
+    assert_eq!(
+        tracker.wait_watermark(0, Duration::MAX),
+        0,
+        "reached: at once"
+    );
+    let started = Instant::now();
+    assert_eq!(
+        tracker.wait_watermark(10, Duration::from_millis(30)),
+        0,
+        "not reached: the watermark as it is at the timeout"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(30), "it waited");
+    // A scan on another thread publishes 10 and wakes the waiter, whichever runs first.
+    w.flushed(10);
+    let waiter = tracker.clone();
+    let waiting =
+        thread::spawn(move || within(10 * SEC, move || waiter.wait_watermark(10, Duration::MAX)));
+    tracker.scan();
+    assert_eq!(waiting.join().unwrap(), 10);
+}
+
 /// Disconnected happens exactly when nothing can emit any more: every tracker handle, writer
 /// and scanner gone, and the queue drained; never while any of them lives.
 #[test]
