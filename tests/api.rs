@@ -188,8 +188,9 @@ fn wait_watermark_returns_once_reached_or_at_its_timeout() {
     let (tracker, _mock) = mocked::<&str>();
     let w = tracker.register("a").unwrap();
     tracker.track(10, &[w.id()]).unwrap();
+    let waiter = tracker.clone();
     assert_eq!(
-        tracker.wait_watermark(0, Duration::MAX),
+        within(10 * SEC, move || waiter.wait_watermark(0, Duration::MAX)),
         0,
         "reached: at once"
     );
