@@ -1002,14 +1002,14 @@ fn lagging_is_reported_once_per_episode() {
         Config::default()
             .clock(clock)
             .grace(Duration::from_secs(3600))
-            .lag_window(3),
+            .lag_window(2),
     )
     .unwrap();
     let slow = t.register("slow").unwrap();
     // The sequential model, driven by the same steps.
     let mut model = flushwatch::model::Model::new(flushwatch::model::ModelConfig {
         grace: 3_600_000_000_000,
-        lag_window: 3,
+        lag_window: 2,
         ..Default::default()
     });
     let m_slow = model.register("slow", 0).unwrap();
@@ -1038,9 +1038,9 @@ fn lagging_is_reported_once_per_episode() {
         }
     }
     assert_eq!(lagging, 1, "once per episode");
-    // First seen pending at step 0 (a run of one scan), grown and progressed from step 1: the
-    // run exceeds the window of 3 scans at step 3, not before.
-    assert_eq!(first, (Some(3), Some(3)), "(tracker, model)");
+    // First seen pending at step 0 (a run of one scan), grown and progressed in every scan
+    // from step 1: the run exceeds the window of 2 scans at step 2, not before or after.
+    assert_eq!(first, (Some(2), Some(2)), "(tracker, model)");
     // It catches up: the episode ends; a new one can start later.
     slow.flushed(commit);
     t.scan();

@@ -459,6 +459,25 @@ mod tests {
     }
 
     #[test]
+    fn a_challenge_is_forgotten_once_answered() {
+        // The stall machine keeps one record per open challenge, not one per shape ever
+        // suspected.
+        let (clock, mock) = crate::Clock::mock();
+        let grace = std::time::Duration::from_secs(1);
+        let t = FlushTracker::new(Config::default().clock(clock).grace(grace)).unwrap();
+        let w = t.register("a").unwrap();
+        t.track(10, &[w.id()]).unwrap();
+        t.scan();
+        mock.increment(2 * grace);
+        assert_eq!(t.scan().suspected, vec!["a"]);
+        assert_eq!(lock(t.scan_state()).stalls.snaps.len(), 1, "a challenge is open");
+        w.flushed(5); // progress answers it
+        t.scan();
+        assert!(!w.is_suspected());
+        assert_eq!(lock(t.scan_state()).stalls.snaps.len(), 0, "answered: forgotten");
+    }
+
+    #[test]
     fn a_pending_set_entry_is_44_bytes() {
         // What a pending shape costs the scanner in memory (`BENCHMARKS.md`, memory per shape):
         // 32 bytes read by every visit, 12 by full visits only.
