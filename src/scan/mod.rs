@@ -470,11 +470,19 @@ mod tests {
         t.scan();
         mock.increment(2 * grace);
         assert_eq!(t.scan().suspected, vec!["a"]);
-        assert_eq!(lock(t.scan_state()).stalls.snaps.len(), 1, "a challenge is open");
+        assert_eq!(
+            lock(t.scan_state()).stalls.snaps.len(),
+            1,
+            "a challenge is open"
+        );
         w.flushed(5); // progress answers it
         t.scan();
         assert!(!w.is_suspected());
-        assert_eq!(lock(t.scan_state()).stalls.snaps.len(), 0, "answered: forgotten");
+        assert_eq!(
+            lock(t.scan_state()).stalls.snaps.len(),
+            0,
+            "answered: forgotten"
+        );
     }
 
     #[test]
