@@ -15,7 +15,7 @@
 //!
 //! The event queue is modelled too: first in, first out, informational events dropped at
 //! [`ModelConfig::event_capacity`], at most one unread `Stalled` per shape; events stay queued
-//! until [`Model::take_events`] reads them.
+//! until [`Model::take_events_numbered`] reads them.
 //!
 //! ```
 //! use flushwatch::model::{Model, ModelConfig};
