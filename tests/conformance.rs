@@ -1060,6 +1060,40 @@ fn lagging_is_reported_once_per_episode() {
 }
 
 #[test]
+fn a_lag_that_holds_steady_while_progressing_is_not_lagging() {
+    // One commit arrives and one is flushed per scan: the lag never grows, so the shape is
+    // not slow, on the tracker or on the model.
+    let (clock, mock) = Clock::mock();
+    let t = FlushTracker::new(
+        Config::default()
+            .clock(clock)
+            .grace(Duration::from_secs(3600))
+            .lag_window(2),
+    )
+    .unwrap();
+    let mut model = flushwatch::model::Model::new(flushwatch::model::ModelConfig {
+        grace: 3_600_000_000_000,
+        lag_window: 2,
+        ..Default::default()
+    });
+    let w = t.register("steady").unwrap();
+    let m = model.register("steady", 0).unwrap();
+    let mut now = 0;
+    for step in 1..=10u64 {
+        t.track(step * 10, &[w.id()]).unwrap();
+        model.track(step * 10, &[m], now).unwrap();
+        if step > 1 {
+            w.flushed((step - 1) * 10);
+            model.flushed(m, (step - 1) * 10, now);
+        }
+        mock.increment(MS);
+        now += 1_000_000;
+        assert!(t.scan().lagging.is_empty(), "tracker, step {step}");
+        assert!(model.scan(now).lagging.is_empty(), "model, step {step}");
+    }
+}
+
+#[test]
 fn lag_grown_between_progress_counts_toward_lagging() {
     // The lag grows only in scans where the consumer made no progress (the source moves on
     // through keepalives), and holds steady in the scan where it progresses: the run still
