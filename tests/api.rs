@@ -111,6 +111,13 @@ fn debug_output_says_what_it_is() {
         format!("{tracker:?}"),
         "FlushTracker { last_seen: 1, watermark: 0, registered: 0, .. }"
     );
+    let w = tracker.register("w").unwrap();
+    let shown = format!("{w:?}");
+    assert!(
+        shown.starts_with(r#"Writer { key: "w", id: "#) && shown.ends_with(", .. }"),
+        "{shown}"
+    );
+    drop(w);
     let events = tracker.events();
     assert_eq!(format!("{:?}", events.iter()), "Iter { .. }");
     assert_eq!(format!("{:?}", events.try_iter()), "TryIter { .. }");
