@@ -995,23 +995,29 @@ fn status_and_pinned_by_report_lag_and_idle() {
     assert_eq!(t.status(&"nope"), None);
 }
 
-#[test]
-fn lagging_is_reported_once_per_episode() {
+/// A tracker on a mock clock and the sequential model, both with a lag window of 2 scans and
+/// a grace of an hour (no stall gets in the way): the lagging tests drive both with the same
+/// steps.
+fn lag_window_2() -> (
+    FlushTracker<&'static str>,
+    Arc<MockClock>,
+    flushwatch::model::Model<&'static str>,
+) {
+    let grace = Duration::from_secs(3600);
     let (clock, mock) = Clock::mock();
-    let t = FlushTracker::new(
-        Config::default()
-            .clock(clock)
-            .grace(Duration::from_secs(3600))
-            .lag_window(2),
-    )
-    .unwrap();
-    let slow = t.register("slow").unwrap();
-    // The sequential model, driven by the same steps.
-    let mut model = flushwatch::model::Model::new(flushwatch::model::ModelConfig {
-        grace: 3_600_000_000_000,
+    let t = FlushTracker::new(Config::default().clock(clock).grace(grace).lag_window(2)).unwrap();
+    let model = flushwatch::model::Model::new(flushwatch::model::ModelConfig {
+        grace: grace.as_nanos() as u64,
         lag_window: 2,
         ..Default::default()
     });
+    (t, mock, model)
+}
+
+#[test]
+fn lagging_is_reported_once_per_episode() {
+    let (t, mock, mut model) = lag_window_2();
+    let slow = t.register("slow").unwrap();
     let m_slow = model.register("slow", 0).unwrap();
     let mut now = 0;
     let mut commit = 0;
@@ -1063,19 +1069,7 @@ fn lagging_is_reported_once_per_episode() {
 fn a_lag_that_holds_steady_while_progressing_is_not_lagging() {
     // One commit arrives and one is flushed per scan: the lag never grows, so the shape is
     // not slow, on the tracker or on the model.
-    let (clock, mock) = Clock::mock();
-    let t = FlushTracker::new(
-        Config::default()
-            .clock(clock)
-            .grace(Duration::from_secs(3600))
-            .lag_window(2),
-    )
-    .unwrap();
-    let mut model = flushwatch::model::Model::new(flushwatch::model::ModelConfig {
-        grace: 3_600_000_000_000,
-        lag_window: 2,
-        ..Default::default()
-    });
+    let (t, mock, mut model) = lag_window_2();
     let w = t.register("steady").unwrap();
     let m = model.register("steady", 0).unwrap();
     let mut now = 0;
