@@ -1,5 +1,7 @@
 //! Consumer threads: each owns some shapes' `Writer`s and files, appends their changes, makes
-//! them durable with one group `fsync` round, and only then reports `flushed`.
+//! them durable with one group `fsync` round, and only then reports `flushed`. By default
+//! (`SyncMode::Log`) a round appends the changes to the consumer's log segment and syncs that
+//! one file; the shape files are written behind (`wal.rs`).
 //!
 //! A consumer that fails (an I/O error, a panic) takes its shapes with it, in this order: it
 //! marks every shape it owns for rebuild (the `.invalid` marker, durable), tells the reader
@@ -26,6 +28,7 @@ use flushwatch::Writer;
 use crate::files;
 use crate::rebuild;
 use crate::shapes::{Layout, ShapeKey};
+use crate::wal;
 
 /// What the reader sends a consumer.
 pub enum Msg {
@@ -103,6 +106,8 @@ struct Shape {
     pending: Vec<u8>,
     /// The highest commit whose lines are in `pending` or the file.
     received: u64,
+    /// `SyncMode::Log`: the file the log's records are written against (set with `len`).
+    ident: Option<wal::Ident>,
 }
 
 /// How a consumer makes one round durable.
@@ -114,6 +119,10 @@ pub enum SyncMode {
     /// waits for the I/O, so this gives the guarantee of an `fsync` of every file on it
     /// (syncfs(2), NOTES), in one call: one journal commit for the whole round.
     Syncfs,
+    /// Append the round to the consumer's log segment and `fdatasync` it: one sequential
+    /// write per round, whatever the number of shapes; the shape files are written behind
+    /// (`wal.rs`).
+    Log,
 }
 
 pub struct Consumer {
@@ -133,6 +142,8 @@ pub struct Consumer {
     /// shape is more than a process gets by default (`run` raises RLIMIT_NOFILE as far as
     /// it may and shares what it got); shapes beyond the budget are opened per round.
     pub fd_budget: usize,
+    /// `SyncMode::Log`: where full segments go (the write-behind thread).
+    pub behind: Option<wal::Behind>,
 }
 
 /// What a consumer holds; outside the unwinding part, so that a failure can still mark it.
@@ -147,6 +158,9 @@ struct State {
     open_files: usize,
     /// The output directory, for `syncfs` (any descriptor on the file system will do).
     dir: Option<File>,
+    /// `SyncMode::Log`: the open segment, and the next one's sequence number.
+    seg: Option<wal::Segment>,
+    seq: u64,
 }
 
 impl Consumer {
@@ -154,6 +168,12 @@ impl Consumer {
     pub fn run(self) {
         let mut st = State::default();
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| self.serve(&mut st)));
+        // Whatever its segment holds that a sync covered is the write-behind's to apply (a
+        // dead consumer's shapes are marked: their records end stale or applied to a file a
+        // rebuild replaces, either way harmless).
+        if let (Some(seg), Some(b)) = (st.seg.take(), &self.behind) {
+            let _ = b.hand_over(seg);
+        }
         let why = match outcome {
             Ok(Ok(())) => return,
             Ok(Err(e)) => format!("{e:#}"),
@@ -263,6 +283,14 @@ impl Consumer {
                                 (Some(file), Some(len))
                             }
                         };
+                        let ident = match (&file, self.sync) {
+                            (Some(f), SyncMode::Log) => {
+                                Some(wal::Ident::of(f).context("the rebuilt file's identity")?)
+                            }
+                            _ => None,
+                        };
+                        // Under the log, consumers never write shape files: no descriptor.
+                        let file = file.filter(|_| self.sync != SyncMode::Log);
                         let file = file.filter(|_| st.open_files < self.fd_budget);
                         st.open_files += usize::from(file.is_some());
                         if let Some(old) = st.shapes.get(&key) {
@@ -277,6 +305,7 @@ impl Consumer {
                                 len,
                                 pending: Vec::new(),
                                 received: 0,
+                                ident,
                             },
                         );
                     }
@@ -353,6 +382,9 @@ impl Consumer {
                 self.flush(st)?;
                 deadline = None;
             }
+            // An idle consumer hands over its segment once it is old, so that the shape
+            // files do not wait for its next round.
+            self.retire_if_full(st)?;
             if disconnected {
                 return Ok(());
             }
@@ -363,6 +395,9 @@ impl Consumer {
     fn flush(&self, st: &mut State) -> Result<()> {
         if st.dirty.is_empty() {
             return Ok(());
+        }
+        if self.sync == SyncMode::Log {
+            return self.flush_to_log(st);
         }
         let c = &self.counters;
         st.rounds += 1;
@@ -376,12 +411,9 @@ impl Consumer {
         } = st;
         let mut written = Vec::with_capacity(dirty.len());
         for key in dirty.drain(..) {
-            let s = shapes.get_mut(&key).expect("dirty shapes are owned");
-            if s.writer.is_evicted() {
-                // Its rebuild will write the file anew; writing here would race it.
-                s.pending.clear();
+            let Some(s) = live_dirty(shapes, key) else {
                 continue;
-            }
+            };
             // A shape over the descriptor budget is opened for this round only.
             let mut this_round = None;
             if s.file.is_none() {
@@ -443,15 +475,109 @@ impl Consumer {
                 c.fsyncs.fetch_add(1, Ordering::Relaxed);
             }
         }
+        self.report(shapes, &written, open_files);
+        Ok(())
+    }
+
+    /// A round under `SyncMode::Log`: one record per dirty shape in the segment, one
+    /// `fdatasync`, then the reports; the segment goes to the write-behind once full.
+    fn flush_to_log(&self, st: &mut State) -> Result<()> {
+        let State {
+            shapes,
+            dirty,
+            rounds,
+            open_files,
+            seg,
+            seq,
+            ..
+        } = st;
+        *rounds += 1;
+        if seg.is_none() {
+            *seg =
+                Some(wal::Segment::create(&self.out, self.index, *seq).context("new log segment")?);
+            *seq += 1;
+        }
+        let segment = seg.as_mut().expect("just created");
+        let mut written = Vec::with_capacity(dirty.len());
+        for key in dirty.drain(..) {
+            let Some(s) = live_dirty(shapes, key) else {
+                continue;
+            };
+            let (ident, len) = match (s.ident, s.len) {
+                (Some(i), Some(l)) => (i, l),
+                _ => match wal::fresh_ident(&s.path) {
+                    // No file yet: the write-behind creates it (`wal.rs`, "New files").
+                    Some(i) => {
+                        s.ident = Some(i);
+                        (i, 0)
+                    }
+                    None => {
+                        // Its first write in this process: open (or create) the file, and cut
+                        // a partial last line. What it holds now is durable (recovery applied
+                        // the log and synced, `Ready` synced what an earlier process left).
+                        let f = files::open_append(&s.path)
+                            .with_context(|| format!("opening {}", s.path.display()))?;
+                        let len = f.metadata()?.len();
+                        files::synced(&s.path, len);
+                        let i = wal::Ident::of(&f)?;
+                        s.ident = Some(i);
+                        (i, len)
+                    }
+                },
+            };
+            segment.append(key, ident, len, &s.pending);
+            s.len = Some(len + s.pending.len() as u64);
+            s.pending.clear();
+            written.push(key);
+        }
+        let round = *rounds;
+        segment
+            .commit(|| self.injected_fault(round))
+            .context("appending to the log")?;
+        self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+        self.report(shapes, &written, open_files);
+        self.retire_if_full(st)
+    }
+
+    /// Hands the segment to the write-behind once it is full or old.
+    fn retire_if_full(&self, st: &mut State) -> Result<()> {
+        if !st.seg.as_ref().is_some_and(wal::Segment::full) {
+            return Ok(());
+        }
+        let done = st.seg.take().expect("open");
+        match &self.behind {
+            // Waits while the write-behind is `QUEUED_BYTES` behind: backpressure.
+            Some(b) => b.hand_over(done),
+            None => Ok(()),
+        }
+    }
+
+    /// After a round is durable: report every shape written, and let evicted shapes go.
+    fn report(
+        &self,
+        shapes: &mut HashMap<ShapeKey, Shape>,
+        written: &[ShapeKey],
+        open_files: &mut usize,
+    ) {
+        let c = &self.counters;
+        // The writers first, so that the timed loop below holds the `flushed` calls and
+        // nothing of this consumer's own bookkeeping (its map lookups).
+        let reports: Vec<(&Writer<ShapeKey>, u64)> = written
+            .iter()
+            .map(|key| {
+                let s = &shapes[key];
+                (&s.writer, s.received)
+            })
+            .collect();
         // This thread's CPU time across the reports (the loop does nothing else).
         let t = crate::stream::thread_cpu_ns();
-        for key in &written {
-            let s = &shapes[key];
+        for (writer, received) in &reports {
             // Only now is every commit up to `received` durable for this shape.
-            s.writer.flushed(s.received);
+            writer.flushed(*received);
         }
         c.flushed_ns
             .fetch_add(crate::stream::cpu_interval(t), Ordering::Relaxed);
+        drop(reports);
         shapes.retain(|_, s| {
             let keep = !s.writer.is_evicted();
             if !keep {
@@ -460,7 +586,6 @@ impl Consumer {
             keep
         });
         c.rounds.fetch_add(1, Ordering::Relaxed);
-        Ok(())
     }
 
     /// The output directory, opened once (for `syncfs`).
@@ -485,13 +610,26 @@ impl Consumer {
     }
 }
 
+/// A dirty shape of a round, unless it was evicted: then its lines are dropped, since its
+/// rebuild writes the file anew (writing here would race it).
+fn live_dirty(shapes: &mut HashMap<ShapeKey, Shape>, key: ShapeKey) -> Option<&mut Shape> {
+    let s = shapes.get_mut(&key).expect("dirty shapes are owned");
+    if s.writer.is_evicted() {
+        s.pending.clear();
+        return None;
+    }
+    Some(s)
+}
+
 /// Completes a rebuilt shape: append the catch-up to the snapshot file, make it durable, put
 /// it in place of the old file, and only then drop the marker that says "rebuild me".
 fn finish_rebuild(path: &Path, r: Rebuilt) -> Result<File> {
     let mut f =
         files::open_append(&r.tmp).with_context(|| format!("opening {}", r.tmp.display()))?;
     f.write_all(&r.catch_up)?;
-    f.sync_data()?;
+    // Its own identity: the log's records for the file it replaces are stale from here on.
+    wal::stamp(&f)?;
+    f.sync_all()?;
     fs::rename(&r.tmp, path)?;
     let dir = path.parent().expect("shape files live in a directory");
     File::open(dir)?.sync_all()?;
@@ -505,24 +643,39 @@ mod tests {
     use super::*;
     use flushwatch::{Config, FlushTracker};
 
-    /// A consumer whose sync fails marks every shape it owns for rebuild, durably, and tells
-    /// the reader, before its writers go; a shape handed to it afterwards gets the same.
-    #[test]
-    fn a_failing_consumer_marks_its_shapes_before_its_writers_go() {
-        let out = std::env::temp_dir().join(format!("pgp-consumer-{}", std::process::id()));
-        let layout = Layout {
-            tables: vec!["public.t0".into()],
-            per_table: 4,
-            key_column: "id".into(),
-        };
-        fs::create_dir_all(layout.dir(&out, 0)).unwrap();
+    fn key(k: u32) -> ShapeKey {
+        ShapeKey { table: 0, k }
+    }
+
+    /// A consumer on a fresh output directory, its thread, and what the test talks to it with.
+    struct Rig {
+        out: PathBuf,
+        layout: Layout,
+        tracker: FlushTracker<ShapeKey>,
+        tx: Sender<Msg>,
+        dead: Receiver<Dead>,
+        thread: thread::JoinHandle<()>,
+    }
+
+    fn rig(
+        name: &str,
+        sync: SyncMode,
+        fail_at_round: Option<u64>,
+    ) -> (Rig, Option<thread::JoinHandle<wal::Applied>>) {
+        let (layout, out) = crate::shapes::test_dir(&format!("consumer-{name}"));
         let tracker: FlushTracker<ShapeKey> = FlushTracker::new(Config::default()).unwrap();
-        let key = |k| ShapeKey { table: 0, k };
         let (tx, rx) = crossbeam_channel::unbounded();
         let (dead_tx, dead_rx) = crossbeam_channel::unbounded();
+        let (behind, writer) = match sync {
+            SyncMode::Log => {
+                let (b, h) = wal::spawn_writer(layout.clone(), out.clone()).unwrap();
+                (Some(b), Some(h))
+            }
+            _ => (None, None),
+        };
         let c = Consumer {
             index: 3,
-            sync: SyncMode::Syncfs,
+            sync,
             rx,
             fsync_interval: Duration::from_millis(1),
             wedge: Arc::new(Wedge {
@@ -536,71 +689,153 @@ mod tests {
             layout: layout.clone(),
             out: out.clone(),
             dead: dead_tx,
-            fail_at_round: Some(1),
+            fail_at_round,
             fd_budget: 1,
+            behind,
         };
         let thread = thread::spawn(move || c.run());
-        let mut ids = Vec::new();
-        for k in 0..2 {
-            let writer = tracker.register(key(k)).unwrap();
-            ids.push(writer.id());
-            let path = layout.path(&out, key(k));
-            tx.send(Msg::Adopt {
-                key: key(k),
-                writer,
-                path,
-                rebuild: None,
-            })
-            .unwrap();
+        let rig = Rig {
+            out,
+            layout,
+            tracker,
+            tx,
+            dead: dead_rx,
+            thread,
+        };
+        (rig, writer)
+    }
+
+    impl Rig {
+        /// Registers shape `k` and hands it to the consumer.
+        fn adopt(&self, k: u32) -> flushwatch::ShapeId {
+            let writer = self.tracker.register(key(k)).unwrap();
+            let id = writer.id();
+            self.tx
+                .send(Msg::Adopt {
+                    key: key(k),
+                    writer,
+                    path: self.layout.path(&self.out, key(k)),
+                    rebuild: None,
+                })
+                .unwrap();
+            id
         }
-        tracker.track(10, &ids).unwrap();
-        let lines = |k: u32| (key(k), bytes::Bytes::from(format!("a I {k} x\n")));
-        tx.send(Msg::Txn {
-            commit: 10,
-            previous: 0,
-            hold: false,
-            items: vec![lines(0), lines(1)],
-        })
-        .unwrap();
-        let dead = dead_rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("a death notice");
-        assert_eq!(dead.consumer, 3);
-        let mut marked = dead.marked.clone();
-        marked.sort();
-        assert_eq!(marked, vec![key(0), key(1)]);
-        for k in 0..2 {
-            assert!(
-                layout.invalid_marker(&out, key(k)).exists(),
-                "marked before the notice"
+
+        /// Commit `commit` with one line for each of `ks`.
+        fn txn(&self, commit: u64, ks: &[u32]) {
+            let ids: Vec<_> = ks
+                .iter()
+                .map(|&k| self.tracker.id_of(&key(k)).unwrap())
+                .collect();
+            self.tracker.track(commit, &ids).unwrap();
+            let items = ks
+                .iter()
+                .map(|&k| (key(k), bytes::Bytes::from(format!("{commit:x} I {k} x\n"))))
+                .collect();
+            self.tx
+                .send(Msg::Txn {
+                    commit,
+                    previous: 0,
+                    hold: false,
+                    items,
+                })
+                .unwrap();
+        }
+    }
+
+    /// A consumer whose sync fails marks every shape it owns for rebuild, durably, and tells
+    /// the reader, before its writers go; a shape handed to it afterwards gets the same. Under
+    /// each way of syncing.
+    #[test]
+    fn a_failing_consumer_marks_its_shapes_before_its_writers_go() {
+        for (name, sync) in [
+            ("fail-syncfs", SyncMode::Syncfs),
+            ("fail-log", SyncMode::Log),
+        ] {
+            let (r, _behind) = rig(name, sync, Some(1));
+            for k in 0..2 {
+                r.adopt(k);
+            }
+            r.txn(10, &[0, 1]);
+            let dead = r
+                .dead
+                .recv_timeout(Duration::from_secs(10))
+                .expect("a death notice");
+            assert_eq!(dead.consumer, 3);
+            let mut marked = dead.marked.clone();
+            marked.sort();
+            assert_eq!(marked, vec![key(0), key(1)], "{sync:?}");
+            for k in 0..2 {
+                assert!(
+                    r.layout.invalid_marker(&r.out, key(k)).exists(),
+                    "marked before the notice ({sync:?})"
+                );
+            }
+            // Dead: a shape handed to it now is marked and let go too.
+            r.adopt(2);
+            let dead = r
+                .dead
+                .recv_timeout(Duration::from_secs(10))
+                .expect("a second notice");
+            assert_eq!(dead.marked, vec![key(2)]);
+            assert!(r.layout.invalid_marker(&r.out, key(2)).exists());
+            drop(r.tx);
+            r.thread.join().unwrap();
+            for k in 0..3 {
+                assert!(r.tracker.id_of(&key(k)).is_none(), "its writers are gone");
+            }
+            r.tracker.scan();
+            assert_eq!(
+                r.tracker.watermark(),
+                10,
+                "they no longer pin the watermark: the markers say rebuild ({sync:?})"
             );
+            fs::remove_dir_all(&r.out).unwrap();
         }
-        // Dead: a shape handed to it now is marked and let go too.
-        let writer = tracker.register(key(2)).unwrap();
-        let path = layout.path(&out, key(2));
-        tx.send(Msg::Adopt {
-            key: key(2),
-            writer,
-            path,
-            rebuild: None,
-        })
-        .unwrap();
-        let dead = dead_rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("a second notice");
-        assert_eq!(dead.marked, vec![key(2)]);
-        assert!(layout.invalid_marker(&out, key(2)).exists());
-        drop(tx);
-        thread.join().unwrap();
+    }
+
+    /// Under the log, a round is reported once its segment is synced, the consumer writes no
+    /// shape file itself, and the write-behind puts every line in its file once the consumer
+    /// hands its segment over (here: at its end).
+    #[test]
+    fn under_the_log_the_files_are_written_behind() {
+        let (r, writer) = rig("log", SyncMode::Log, None);
+        let writer = writer.expect("log mode");
         for k in 0..3 {
-            assert!(tracker.id_of(&key(k)).is_none(), "its writers are gone");
+            r.adopt(k);
         }
-        tracker.scan();
+        r.txn(0x10, &[0, 1]);
+        r.txn(0x20, &[1, 2]);
+        r.tracker.scan();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while r.tracker.watermark() < 0x20 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+            r.tracker.scan();
+        }
+        assert_eq!(r.tracker.watermark(), 0x20, "reported after the log's sync");
+        let segs: Vec<_> = fs::read_dir(wal::dir(&r.out)).unwrap().collect();
+        assert_eq!(segs.len(), 1, "one segment, not yet handed over");
+        for k in 0..3 {
+            let len = fs::metadata(r.layout.path(&r.out, key(k))).map_or(0, |m| m.len());
+            assert_eq!(len, 0, "the consumer wrote no shape file (shape {k})");
+        }
+        drop(r.tx);
+        r.thread.join().unwrap();
+        let applied = writer.join().unwrap();
+        // One record per shape and round: 3 or 4, as the two commits fell into rounds.
         assert_eq!(
-            tracker.watermark(),
-            10,
-            "they no longer pin the watermark: the markers say rebuild"
+            applied.segments, 1,
+            "the last segment is handed over at the end"
         );
-        fs::remove_dir_all(&out).unwrap();
+        assert_eq!(applied.written, applied.records, "every record written");
+        assert!(
+            fs::read_dir(wal::dir(&r.out)).unwrap().next().is_none(),
+            "and deleted"
+        );
+        let read = |k| fs::read_to_string(r.layout.path(&r.out, key(k))).unwrap();
+        assert_eq!(read(0), "10 I 0 x\n");
+        assert_eq!(read(1), "10 I 1 x\n20 I 1 x\n");
+        assert_eq!(read(2), "20 I 2 x\n");
+        fs::remove_dir_all(&r.out).unwrap();
     }
 }

@@ -44,10 +44,23 @@ pub fn io_gate() -> RwLockReadGuard<'static, ()> {
 /// Records that a sync call covering `path` up to `len` bytes returned success.
 pub fn synced(path: &Path, len: u64) {
     if !SIMULATE.load(Ordering::Relaxed) {
+        // Relaxed: see SIMULATE
         return;
     }
     if let Some(m) = LEDGER.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
         m.insert(path.to_path_buf(), len);
+    }
+}
+
+/// Records `path` as durable up to `len` unless the ledger has it already: for a file whose
+/// present length a sync covered, before the first write of this process to it.
+pub fn durable_now(path: &Path, len: u64) {
+    if !SIMULATE.load(Ordering::Relaxed) {
+        // Relaxed: see SIMULATE
+        return;
+    }
+    if let Some(m) = LEDGER.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        m.entry(path.to_path_buf()).or_insert(len);
     }
 }
 

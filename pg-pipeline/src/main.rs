@@ -27,6 +27,7 @@ mod rebuild;
 mod shapes;
 mod stream;
 mod verify;
+mod wal;
 mod workload;
 
 use std::path::PathBuf;
@@ -51,7 +52,12 @@ struct Cli {
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Sync {
+    /// Append the round to the consumer's log segment and fdatasync it; shape files are
+    /// written behind.
+    Log,
+    /// One syncfs(2) for every shape file the round wrote.
     Syncfs,
+    /// An fdatasync of every shape file the round wrote.
     Fdatasync,
 }
 
@@ -132,9 +138,10 @@ enum Command {
         /// change, milliseconds.
         #[arg(long, default_value_t = 10)]
         fsync_interval_ms: u64,
-        /// How a consumer's round is made durable: one syncfs(2) for all its dirty files, or an
+        /// How a consumer's round is made durable: one append and fdatasync of its log segment
+        /// (the shape files written behind), one syncfs(2) for all its dirty files, or an
         /// fdatasync of each.
-        #[arg(long, value_enum, default_value_t = Sync::Syncfs)]
+        #[arg(long, value_enum, default_value_t = Sync::Log)]
         sync: Sync,
         /// Hand the watermark to the replication client (and send standby status updates) this
         /// often, milliseconds.
@@ -316,6 +323,7 @@ fn main() -> Result<()> {
                 scan_interval: Duration::from_millis(scan_interval_ms),
                 fsync_interval: Duration::from_millis(fsync_interval_ms),
                 sync: match sync {
+                    Sync::Log => consumer::SyncMode::Log,
                     Sync::Syncfs => consumer::SyncMode::Syncfs,
                     Sync::Fdatasync => consumer::SyncMode::Fdatasync,
                 },

@@ -134,6 +134,20 @@ pub fn push_line(out: &mut Vec<u8>, commit: Option<u64>, op: u8, key: i64, cols:
     out.push(b'\n');
 }
 
+/// For tests: a fresh output directory for one table of four shapes, and its layout.
+#[cfg(test)]
+pub fn test_dir(name: &str) -> (Layout, PathBuf) {
+    let out = std::env::temp_dir().join(format!("pgp-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let layout = Layout {
+        tables: vec!["public.t0".into()],
+        per_table: 4,
+        key_column: "id".into(),
+    };
+    std::fs::create_dir_all(layout.dir(&out, 0)).unwrap();
+    (layout, out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -302,6 +302,12 @@ pub fn run(o: RunOpts) -> Result<()> {
     if o.fault.power_loss() {
         files::simulate_power_loss();
     }
+    // What an earlier process's log made durable goes to the shape files before anything
+    // reads them (and before the markers are read: recovery may add one).
+    crate::wal::recover(&layout, &o.out)?;
+    if o.sync == crate::consumer::SyncMode::Log && !crate::wal::probe_xattrs(&o.out)? {
+        log!("start: {} keeps no extended attributes: consumers create shape files at their first change", o.out.display());
+    }
 
     let tracker: FlushTracker<ShapeKey> = FlushTracker::new(
         Config::default()
@@ -333,6 +339,12 @@ pub fn run(o: RunOpts) -> Result<()> {
     let mut txs = Vec::with_capacity(o.consumers);
     let mut consumers = Vec::with_capacity(o.consumers);
     let (dead_tx, dead_rx) = channel::unbounded();
+    let (behind_tx, behind) = if o.sync == crate::consumer::SyncMode::Log {
+        let (b, h) = crate::wal::spawn_writer(layout.clone(), o.out.clone())?;
+        (Some(b), Some(h))
+    } else {
+        (None, None)
+    };
     for i in 0..o.consumers {
         let (tx, rx) = channel::unbounded();
         txs.push(tx);
@@ -349,6 +361,7 @@ pub fn run(o: RunOpts) -> Result<()> {
             dead: dead_tx.clone(),
             fail_at_round: (o.fault == Fault::IoError && i == 1).then_some(20),
             fd_budget,
+            behind: behind_tx.clone(),
         };
         consumers.push(
             thread::Builder::new()
@@ -357,6 +370,7 @@ pub fn run(o: RunOpts) -> Result<()> {
         );
     }
     drop(dead_tx);
+    drop(behind_tx);
 
     // Every shape is registered up front, except those whose marker says "rebuild me".
     let mut routes = Vec::with_capacity(layout.count());
@@ -541,6 +555,22 @@ pub fn run(o: RunOpts) -> Result<()> {
     drop(reader.txs);
     for c in consumers {
         let _ = c.join();
+    }
+    if let Some(h) = behind {
+        // The consumers handed over their last segments: the shape files catch up with the
+        // log before the process ends (a crash instead would leave it to the next recovery).
+        let t = Instant::now();
+        match h.join() {
+            Ok(a) => log!(
+                "write-behind: {} segment(s), {} record(s) ({} bytes) written to shape files, {} stale; drained {:.3}s after the consumers stopped",
+                a.segments,
+                a.written,
+                a.bytes,
+                a.stale,
+                t.elapsed().as_secs_f64()
+            ),
+            Err(_) => log!("write-behind: the thread panicked; its segments stay for the next recovery"),
+        }
     }
     let cpu = process_cpu_ns();
     let scanner_ns = scanner_cpu_ns();

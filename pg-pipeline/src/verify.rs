@@ -137,7 +137,9 @@ pub fn run(o: &VerifyOpts) -> Result<()> {
     let kw_shapes: HashSet<ShapeKey> = kw.iter().map(|(s, _)| *s).collect();
     let mut kw_states: HashMap<ShapeKey, HashMap<i64, String>> = HashMap::new();
 
-    // 3. The files.
+    // 3. The files, once the log's durable records are in them (what any reader of the
+    // store does first; the pipeline that wrote them is gone).
+    crate::wal::recover(l, &o.out)?;
     let mut c = Counts::default();
     let mut examples = Vec::new();
     let empty = HashMap::new();
