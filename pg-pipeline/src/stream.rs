@@ -556,6 +556,9 @@ pub fn run(o: RunOpts) -> Result<()> {
     for c in consumers {
         let _ = c.join();
     }
+    // The stream's CPU: what the write-behind does after it (below) is not part of it.
+    let cpu = process_cpu_ns();
+    let scanner_ns = scanner_cpu_ns();
     if let Some(h) = behind {
         // The consumers handed over their last segments: the shape files catch up with the
         // log before the process ends (a crash instead would leave it to the next recovery).
@@ -572,8 +575,6 @@ pub fn run(o: RunOpts) -> Result<()> {
             Err(_) => log!("write-behind: the thread panicked; its segments stay for the next recovery"),
         }
     }
-    let cpu = process_cpu_ns();
-    let scanner_ns = scanner_cpu_ns();
     drop(scanner);
     let (track_ns, flushed_ns) = (
         stats.track_ns.load(Ordering::Relaxed),

@@ -11,9 +11,11 @@
 //! [`SEGMENT_BYTES`] or [`SEGMENT_AGE`] it hands the segment to the write-behind thread
 //! ([`spawn_writer`]) and starts the next. The writer applies the segments' records to the
 //! shape files, makes them durable with one `syncfs(2)`, and only then deletes the segments.
-//! The writer runs at a lower priority than the stream, so on a busy machine it falls behind
-//! while a backlog drains and catches up afterwards; up to [`QUEUED_BYTES`] of segments may
-//! wait for it, then a consumer's hand-over waits (the disk does not fill).
+//! The writer runs at a lower priority than the stream, and stands aside while the log grows
+//! faster than [`BUSY_BYTES_PER_S`] (a backlog draining) unless [`DEFER_BYTES`] are waiting:
+//! creating and writing 100,000s of shape files beside the stream slowed the log's syncs and
+//! took the CPU the stream needed. Up to [`QUEUED_BYTES`] of segments may wait, then a
+//! consumer's hand-over waits (the disk does not fill).
 //!
 //! **A record** names its shape, the shape file's identity (device, inode, birth time) and
 //! the offset in that file where its lines start, which the consumer knows because it owns
@@ -43,7 +45,7 @@
 //! (and before `verify` reads the files): what the log made durable, and so was reported
 //! flushed, is in the shape files before anything reads them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::ffi::CStr;
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{self, Write};
@@ -71,6 +73,10 @@ pub const SEGMENT_AGE: Duration = Duration::from_secs(1);
 pub const QUEUED_BYTES: u64 = 1 << 30;
 /// Segments the writer applies (and reads into memory) at once, at most.
 const BATCH: usize = 8;
+/// The writer stands aside while more than this much log arrived in the last second...
+pub const BUSY_BYTES_PER_S: u64 = 256 << 10;
+/// ...unless this much is waiting.
+pub const DEFER_BYTES: u64 = 256 << 20;
 
 const MAGIC: u32 = 0x3152_5746; // "FWR1", little-endian
 const HEADER: usize = 56;
@@ -605,22 +611,40 @@ pub fn spawn_writer(
                 libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
             }
             let mut total = Applied::default();
-            let mut batch: Vec<(PathBuf, u64)> = Vec::new();
+            let mut queue: VecDeque<(PathBuf, u64)> = VecDeque::new();
+            let mut waiting = 0u64;
+            let mut arrivals: VecDeque<(Instant, u64)> = VecDeque::new();
             let mut open = true;
-            while open || !batch.is_empty() {
-                if batch.is_empty() {
-                    match rx.recv_timeout(Duration::from_millis(200)) {
-                        Ok(p) => batch.push(p),
-                        Err(RecvTimeoutError::Timeout) => continue,
-                        Err(RecvTimeoutError::Disconnected) => open = false,
-                    }
+            loop {
+                let mut arrive = |(p, n): (PathBuf, u64)| {
+                    arrivals.push_back((Instant::now(), n));
+                    waiting += n;
+                    queue.push_back((p, n));
+                };
+                match rx.recv_timeout(Duration::from_millis(100)) {
+                    Ok(x) => arrive(x),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => open = false,
                 }
-                let room = BATCH.saturating_sub(batch.len());
-                batch.extend(rx.try_iter().take(room));
-                if batch.is_empty() {
+                rx.try_iter().for_each(&mut arrive);
+                while arrivals
+                    .front()
+                    .is_some_and(|(t, _)| t.elapsed() > Duration::from_secs(1))
+                {
+                    arrivals.pop_front();
+                }
+                if queue.is_empty() {
+                    if open {
+                        continue;
+                    }
+                    break;
+                }
+                let rate: u64 = arrivals.iter().map(|(_, n)| n).sum();
+                if open && rate > BUSY_BYTES_PER_S && waiting < DEFER_BYTES {
                     continue;
                 }
-                let paths: Vec<PathBuf> = batch.iter().map(|(p, _)| p.clone()).collect();
+                let n = queue.len().min(BATCH);
+                let paths: Vec<PathBuf> = queue.iter().take(n).map(|(p, _)| p.clone()).collect();
                 match apply_segments(&layout, &out, &paths) {
                     Ok(a) => {
                         total.segments += a.segments;
@@ -629,9 +653,9 @@ pub fn spawn_writer(
                         total.stale += a.stale;
                         total.marked += a.marked;
                         total.bytes += a.bytes;
-                        let bytes: u64 = batch.iter().map(|(_, n)| n).sum();
+                        let bytes: u64 = queue.drain(..n).map(|(_, b)| b).sum();
+                        waiting -= bytes;
                         queued.fetch_sub(bytes, Ordering::Relaxed); // Relaxed: see `Behind::queued`
-                        batch.clear();
                     }
                     Err(e) => {
                         log!("write-behind: {e:#}; retrying (the segments stay on disk)");
