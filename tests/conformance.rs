@@ -766,6 +766,58 @@ fn stalls_beyond_the_first_page_are_found_and_counted() {
 }
 
 #[test]
+fn a_pending_set_in_slot_order_names_the_first_holder_in_every_scan() {
+    // Entries of consecutive slots are visited by walking their page's slots in order
+    // (`visit.rs`, `steady_run`); each record's index is still checked. Sets under and over
+    // the prefetch size (4,096), over several pages (1,024 slots), in slot order but for two
+    // entries swapped (a batch whose ends look consecutive while its middle is not). Ties at
+    // the lowest position: `pinned_by` names the first holder in visiting order, in the first
+    // scan (full visits) and in the later ones (steady visits).
+    for n in [1_000u32, 2 * 1024 + 100, 3 * 4096 + 7] {
+        let (clock, _mock) = Clock::mock();
+        let t = FlushTracker::<u32>::new(Config::default().clock(clock)).unwrap();
+        let writers: Vec<_> = (0..n).map(|k| t.register(k).unwrap()).collect();
+        let mut order: Vec<u32> = (0..n).collect();
+        order.swap(17, 18);
+        let ids: Vec<_> = order.iter().map(|&k| writers[k as usize].id()).collect();
+        for commit in 1..=3 {
+            t.track(commit, &ids).unwrap();
+        }
+        // Every shape pending at 2 but three at 1, visited in the order 18, 17, n - 1.
+        let holders = [18, 17, n - 1];
+        for (k, w) in (0..n).zip(&writers) {
+            w.flushed(if holders.contains(&k) { 1 } else { 2 });
+        }
+        for holder in holders {
+            for _ in 0..3 {
+                let r = t.scan();
+                assert_eq!((r.pending, r.watermark), (n as usize, 1), "n {n}");
+                assert_eq!(r.pinned_by, Some(holder), "n {n}");
+            }
+            writers[holder as usize].flushed(2);
+        }
+        let r = t.scan();
+        assert_eq!((r.pending, r.watermark), (n as usize, 2), "n {n}");
+        assert_eq!(
+            r.pinned_by,
+            Some(0),
+            "n {n}: all tie at 2, the first visited"
+        );
+        for w in writers.iter().step_by(2) {
+            w.flushed(3);
+        }
+        let r = t.scan();
+        assert_eq!((r.pending, r.watermark), (n as usize / 2, 2), "n {n}");
+        assert_eq!(r.pinned_by, Some(1), "n {n}");
+        for w in &writers {
+            w.flushed(3);
+        }
+        let r = t.scan();
+        assert_eq!((r.pending, r.watermark, r.pinned_by), (0, 3, None), "n {n}");
+    }
+}
+
+#[test]
 fn a_large_shuffled_pending_set_counts_every_shape_in_every_scan() {
     // Past the size from which a scan prefetches in batches (4,096 entries), not a multiple of
     // a batch, tracked in a shuffled order (so that no batch is in slot order): every pending

@@ -115,11 +115,11 @@ impl Cold {
 /// [`Cold::seen`]: progress first seen by the previous scan.
 const UNSEEN: u64 = u64::MAX;
 
-/// Entries per prefetch batch: before visiting a batch, a scan asks for the slot lines of the
-/// next one (`visit.rs`, `prefetch_slots`), in a set of at least [`PREFETCH_FROM`] entries
-/// (`BENCHMARKS.md`, "Cold scan": batches of 16 and 32 measured, and the former per-entry
-/// prefetch 16 entries ahead; a smaller set's lines stay in the caches, where a prefetch only
-/// costs instructions).
+/// Entries per batch of the visiting loop and per prefetch: before visiting a batch, a scan
+/// asks for the slot lines of the next one (`visit.rs`, `prefetch_slots`), in a set of at
+/// least [`PREFETCH_FROM`] entries (`BENCHMARKS.md`, "Cold scan": batches of 16 and 32
+/// measured, and the former per-entry prefetch 16 entries ahead; a smaller set's lines stay in
+/// the caches, where a prefetch only costs instructions).
 const BATCH: usize = 16;
 const PREFETCH_FROM: usize = 4096;
 // The first batch is prefetched before the loop, as `set[..BATCH]`.

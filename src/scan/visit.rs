@@ -1,11 +1,11 @@
-//! The visit pass of a scan: every entry of the pending set once, the steady test inline
-//! ([`visit_all`]), and the full [`visit`] of the entries that changed. The ground rules are
-//! the scan's (`mod.rs`).
+//! The visit pass of a scan: every entry of the pending set once ([`visit_all`]): the steady
+//! visits in a loop of their own ([`steady_run`]), and the full [`visit`] of the entries that
+//! changed. The ground rules are the scan's (`mod.rs`).
 
 use super::{lag, stall, Cold, Lowest, Outcome, Rec, Sample, ScanState, Visit};
 use super::{BATCH, BROKEN, FLAGS_SHIFT, PREFETCH_FROM, UNSEEN};
 use crate::core::Shared;
-use crate::slot::{self, Page};
+use crate::slot::{self, Page, Slot};
 use crate::sync::prefetch;
 use crate::{Event, ScanReport};
 
@@ -26,8 +26,11 @@ where
     let mut suspected_now = 0;
     // The lowest flushed position of a pending shape, and where: the first pending shape
     // wins ties (every flushed position of a pending shape is below `u64::MAX`).
-    let mut lowest = u64::MAX;
-    let (mut holder, mut holder_sw) = (usize::MAX, 0);
+    let mut low = Low {
+        lowest: u64::MAX,
+        holder: usize::MAX,
+        holder_sw: 0,
+    };
 
     // Loop invariants in locals: the `Acquire` loads below would otherwise make the compiler
     // reload them for every slot.
@@ -43,11 +46,7 @@ where
     };
     // The steady test's lag condition: when `last_seen` moved, a pending shape whose flushed
     // position did not has a grown lag, which the classifier must note unless it has already.
-    let need_grew = if v.lag_window > 0 && last_seen != v.prev_last_seen {
-        lag::GREW << FLAGS_SHIFT
-    } else {
-        0
-    };
+    let grew = v.lag_window > 0 && last_seen != v.prev_last_seen;
     let ScanState {
         set,
         cold,
@@ -64,78 +63,199 @@ where
 
     // Overlap the misses: the set is visited in batches of `BATCH` entries, and before a batch
     // is visited the slot lines of the next one are requested (`prefetch_slots`). A smaller
-    // set is visited in one batch, with no prefetch: its lines stay in the caches, where a
-    // prefetch only costs instructions.
+    // set is not prefetched: its lines stay in the caches, where a prefetch only costs
+    // instructions. (Its batches still let `steady_run` walk a page's slots in order.)
     let prefetching = set.len() >= PREFETCH_FROM;
-    let batch = if prefetching { BATCH } else { set.len() };
     if prefetching {
         prefetch_slots(pages, &set[..BATCH]);
     }
     let mut start = 0;
     while start < set.len() {
-        let end = set.len().min(start + batch);
+        let end = set.len().min(start + BATCH);
         if prefetching {
             prefetch_slots(pages, &set[end..set.len().min(end + BATCH)]);
         }
-        for pos in start..end {
-            let rec = &mut set[pos];
+        let mut pos = start;
+        while pos < end {
+            // The steady visits, in a loop of their own (`steady_run`), up to the first entry
+            // that is not steady, which takes the full visit below; then on after it.
+            let run = &set[pos..end];
+            let steady = if grew {
+                steady_run::<K, true>(pages, run, t, &mut low)
+            } else {
+                steady_run::<K, false>(pages, run, t, &mut low)
+            };
+            pending += steady;
+            let stop = pos + steady;
+            if stop == end {
+                break;
+            }
+            pos = stop + 1;
+            // The full visit reads the slot afresh: a sample taken after the one that failed
+            // the steady test, which a visit may take as well as any.
+            let rec = &mut set[stop];
             let Some((page, off)) = slot::locate_page(pages, rec.index) else {
                 continue; // unreachable: a listed slot's page was gathered
             };
             let slot = &page.slots[off];
             let sw = slot.state();
             let (reported, flushed, sent) = slot.snapshot();
-            // The steady test, one branch: nothing changed, not overdue, nothing for the
-            // classifier. Such a visit only counts the shape; it writes nothing. (Still pending
-            // follows: a nonzero deadline means the previous visit saw this shape, the same
-            // generation, pending at `flushed_prev`, and `sent` never decreases.)
-            let steady = ((sw ^ rec.sw) | (flushed ^ rec.flushed_prev) == 0)
-                & (t < rec.deadline)
-                & (rec.bits & need_grew == need_grew);
-            if !steady {
-                let sample = Sample {
-                    sw,
-                    reported,
-                    flushed,
-                    sent,
-                };
-                let out = visit(
-                    shared,
-                    &v,
-                    stalls,
-                    #[cfg(feature = "tracing")]
-                    log,
-                    page,
-                    off,
-                    rec,
-                    &mut cold[pos],
-                    sample,
-                    report,
-                );
-                match out {
-                    Outcome::Leaves => {
-                        leaving.push(pos);
-                        continue;
-                    }
-                    Outcome::Pending { suspected } => suspected_now += usize::from(suspected),
+            let sample = Sample {
+                sw,
+                reported,
+                flushed,
+                sent,
+            };
+            let out = visit(
+                shared,
+                &v,
+                stalls,
+                #[cfg(feature = "tracing")]
+                log,
+                page,
+                off,
+                rec,
+                &mut cold[stop],
+                sample,
+                report,
+            );
+            match out {
+                Outcome::Leaves => leaving.push(stop),
+                Outcome::Pending { suspected } => {
+                    suspected_now += usize::from(suspected);
+                    pending += 1;
+                    low.count(sample.flushed, rec.index, sample.sw);
                 }
-            }
-            pending += 1;
-            if flushed < lowest {
-                lowest = flushed;
-                (holder, holder_sw) = (rec.index as usize, sw);
             }
         }
         start = end;
     }
     report.pending = pending;
     Lowest {
-        lowest,
-        holder,
-        holder_sw,
+        lowest: low.lowest,
+        holder: low.holder,
+        holder_sw: low.holder_sw,
         suspected_now,
     }
 }
+
+/// The lowest flushed position of a pending shape so far, and its slot and state word.
+struct Low {
+    lowest: u64,
+    holder: usize,
+    holder_sw: u64,
+}
+
+impl Low {
+    /// Counts a pending shape of slot `index`, seen at `flushed` with state word `sw`: the
+    /// first of equal positions stays.
+    #[inline(always)]
+    fn count(&mut self, flushed: u64, index: u32, sw: u64) {
+        if flushed < self.lowest {
+            *self = Low {
+                lowest: flushed,
+                holder: index as usize,
+                holder_sw: sw,
+            };
+        }
+    }
+}
+
+/// The steady visits at the start of `run`, in order: returns how many entries were steady
+/// (`run.len()` if all were), each counted in `low`; the first entry that is not steady is the
+/// caller's, for a full visit.
+///
+/// A steady visit finds the slot's state word and flushed position as the previous visit
+/// recorded them, the tick below the record's deadline, and (`GREW`: `last_seen` moved and the
+/// lag classifier is on) the grown lag already noted; it only counts the shape and writes
+/// nothing. (Still pending follows: a nonzero deadline means the previous visit saw this shape,
+/// the same generation, pending at `flushed_prev`, and `sent` never decreases.)
+///
+/// Most of a scan runs this loop, so it is a function of its own, not inlined, with nothing
+/// else live: everything stays in registers, and the lowest position's holder is kept as its
+/// record, whose index and state word (the word read, in a steady visit) are taken when the
+/// run ends. With the slots in the last-level cache, these instructions are what a scan costs
+/// (`BENCHMARKS.md`, "Cold scan").
+#[inline(never)]
+fn steady_run<K, const GREW: bool>(pages: &[Page<K>], run: &[Rec], t: u64, low: &mut Low) -> usize {
+    let mut lowest = low.lowest;
+    let mut holder: Option<&Rec> = None;
+    let mut count = |rec, flushed| {
+        if flushed < lowest {
+            (lowest, holder) = (flushed, Some(rec));
+        }
+    };
+    // Records of consecutive slots of one page (a set in slot order): the slots are walked
+    // alongside the records, no lookup per entry, so a slot's loads need not wait for its
+    // record's. Each record's index is still checked (the test on the run's ends is a guess).
+    let mut done = 0;
+    if let Some(slots) = consecutive(pages, run) {
+        let first = run[0].index;
+        done = run
+            .iter()
+            .zip(slots)
+            .enumerate()
+            .position(|(i, (rec, slot))| {
+                if rec.index != first.wrapping_add(i as u32) {
+                    return true;
+                }
+                let Some(flushed) = steady::<GREW>(slot, rec, t) else {
+                    return true;
+                };
+                count(rec, flushed);
+                false
+            })
+            .unwrap_or(run.len());
+    }
+    let steady = done
+        + run[done..]
+            .iter()
+            .position(|rec| {
+                let Some((page, off)) = slot::locate_page(pages, rec.index) else {
+                    return true;
+                };
+                let Some(flushed) = steady::<GREW>(&page.slots[off], rec, t) else {
+                    return true;
+                };
+                count(rec, flushed);
+                false
+            })
+            .unwrap_or(run.len() - done);
+    if let Some(rec) = holder {
+        *low = Low {
+            lowest,
+            holder: rec.index as usize,
+            holder_sw: rec.sw,
+        };
+    }
+    steady
+}
+
+/// The steady test of one visit: the flushed position read from `slot` if the visit of `rec`
+/// is steady (see [`steady_run`]), `None` if it needs the full visit.
+#[inline(always)]
+fn steady<const GREW: bool>(slot: &Slot, rec: &Rec, t: u64) -> Option<u64> {
+    let sw = slot.state();
+    let (_, flushed, _) = slot.snapshot();
+    let changed = (sw ^ rec.sw) | (flushed ^ rec.flushed_prev) != 0;
+    let noted = !GREW || rec.bits & NEED_GREW != 0;
+    (!changed && t < rec.deadline && noted).then_some(flushed)
+}
+
+/// The slots of `run` if its records look like consecutive slots of one page: the last one's
+/// index is the first one's plus the run's length less one, and both are in the same page.
+#[inline(always)]
+fn consecutive<'p, K>(pages: &'p [Page<K>], run: &[Rec]) -> Option<&'p [Slot]> {
+    let (first, last) = (run.first()?, run.last()?);
+    if last.index.wrapping_sub(first.index) as usize != run.len() - 1 {
+        return None;
+    }
+    let (page, off) = slot::locate_page(pages, first.index)?;
+    page.slots.get(off..off + run.len())
+}
+
+/// [`Rec::bits`] with the lag classifier's `GREW` flag (`lag.rs`).
+const NEED_GREW: u32 = lag::GREW << FLAGS_SHIFT;
 
 /// Asks for the slot lines of `recs` (the next batch of entries to visit) without waiting for
 /// them, in a loop of its own.
