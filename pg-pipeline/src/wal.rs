@@ -11,8 +11,8 @@
 //! [`SEGMENT_BYTES`] or [`SEGMENT_AGE`] it hands the segment to the write-behind thread
 //! ([`spawn_writer`]) and starts the next. The writer applies the segments' records to the
 //! shape files, makes them durable with one `syncfs(2)`, and only then deletes the segments.
-//! The writer runs at a lower priority than the stream, and stands aside while the log grows
-//! faster than [`BUSY_BYTES_PER_S`] (a backlog draining) unless [`DEFER_BYTES`] are waiting:
+//! The writer stands aside while the log grows faster than [`BUSY_BYTES_PER_S`] (a backlog
+//! draining) unless [`DEFER_BYTES`] are waiting:
 //! creating and writing 100,000s of shape files beside the stream slowed the log's syncs and
 //! took the CPU the stream needed. Up to [`QUEUED_BYTES`] of segments may wait, then a
 //! consumer's hand-over waits (the disk does not fill).
@@ -604,12 +604,6 @@ pub fn spawn_writer(
     let h = thread::Builder::new()
         .name("write-behind".into())
         .spawn(move || {
-            // Behind the stream, not beside it: on a busy machine the acknowledgement path
-            // (reader, consumers, the walsender) goes first.
-            // SAFETY: plain syscalls on this thread's own id.
-            unsafe {
-                libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
-            }
             let mut total = Applied::default();
             let mut queue: VecDeque<(PathBuf, u64)> = VecDeque::new();
             let mut waiting = 0u64;
