@@ -305,8 +305,11 @@ pub fn run(o: RunOpts) -> Result<()> {
     // What an earlier process's log made durable goes to the shape files before anything
     // reads them (and before the markers are read: recovery may add one).
     crate::wal::recover(&layout, &o.out)?;
-    if o.sync == crate::consumer::SyncMode::Log && !crate::wal::probe_xattrs(&o.out)? {
-        log!("start: {} keeps no extended attributes: consumers create shape files at their first change", o.out.display());
+    if o.sync == crate::consumer::SyncMode::Log {
+        if !crate::wal::probe_xattrs(&o.out)? {
+            log!("start: {} keeps no extended attributes: consumers create shape files at their first change", o.out.display());
+        }
+        crate::wal::prepare_spares(&o.out, 2 * o.consumers)?;
     }
 
     let tracker: FlushTracker<ShapeKey> = FlushTracker::new(
