@@ -262,18 +262,21 @@ impl Segment {
         let d = dir(out);
         fs::create_dir_all(&d)?;
         let path = d.join(format!("c{consumer:04}-{seq:012}.seg"));
-        let file = match take_spare(&d) {
-            // An applied segment, renamed into place and emptied. Should the process die
-            // before `set_len`, its old records are applied again, which changes nothing.
-            Some(spare) => {
-                fs::rename(&spare, &path)?;
-                let f = OpenOptions::new().write(true).open(&path)?;
-                f.set_len(0)?;
-                f
-            }
+        // An applied segment, renamed into place and emptied (should the process die before
+        // `set_len`, its old records are applied again, which changes nothing); a new file if
+        // there is no spare or it has gone.
+        let reused = take_spare(&d).and_then(|spare| {
+            fs::rename(&spare, &path).ok()?;
+            let f = OpenOptions::new().write(true).open(&path).ok()?;
+            f.set_len(0).ok()?;
+            Some(f)
+        });
+        let file = match reused {
+            Some(f) => f,
             None => OpenOptions::new()
                 .write(true)
-                .create_new(true)
+                .create(true)
+                .truncate(true)
                 .open(&path)?,
         };
         File::open(&d)?.sync_all()?;
@@ -559,15 +562,22 @@ fn apply_shape(path: &Path, recs: &[Record<'_>], a: &mut Applied) -> io::Result<
             }
             let f = match r.ident {
                 Ident::Nonce(n) => create_with_nonce(path, n)?,
-                Ident::Inode { .. } => {
-                    alias = Some(r.ident);
-                    OpenOptions::new()
-                        .read(true)
-                        .write(true)
-                        .create(true)
-                        .truncate(false)
-                        .open(path)?
-                }
+                Ident::Inode { .. } => match OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .open(path)
+                {
+                    Ok(f) => {
+                        alias = Some(r.ident);
+                        f
+                    }
+                    // Someone else's file appeared meanwhile: its identity decides.
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        OpenOptions::new().read(true).write(true).open(path)?
+                    }
+                    Err(e) => return Err(e),
+                },
             };
             let (id, len) = (Ident::of(&f)?, f.metadata()?.len());
             files::durable_now(path, len);
