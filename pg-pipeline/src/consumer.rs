@@ -535,9 +535,12 @@ impl Consumer {
             written.push(key);
         }
         let round = *rounds;
-        segment
+        let appended = segment
             .commit(|| self.injected_fault(round))
             .context("appending to the log")?;
+        if let Some(b) = &self.behind {
+            b.logged(appended);
+        }
         self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
         self.report(shapes, &written, open_files, swept);
         self.retire_if_full(st)

@@ -311,14 +311,16 @@ impl Segment {
     }
 
     /// Writes the buffered records and makes them durable (`fdatasync`); `before_sync` runs
-    /// between the two (fault injection).
-    pub fn commit(&mut self, before_sync: impl FnOnce() -> io::Result<()>) -> io::Result<()> {
+    /// between the two (fault injection). Returns the bytes it wrote.
+    pub fn commit(&mut self, before_sync: impl FnOnce() -> io::Result<()>) -> io::Result<u64> {
         let _g = files::io_gate();
         self.file.write_all(&self.buf)?;
-        self.len += self.buf.len() as u64;
+        let n = self.buf.len() as u64;
+        self.len += n;
         self.buf.clear();
         before_sync()?;
-        files::sync_data(&self.file, &self.path, self.len)
+        files::sync_data(&self.file, &self.path, self.len)?;
+        Ok(n)
     }
 
     /// Whether it is time to hand it over: at [`SEGMENT_BYTES`], or at [`SEGMENT_AGE`] if the
@@ -337,9 +339,17 @@ pub struct Behind {
     /// Bytes handed over and not yet applied. Relaxed: a budget, it publishes nothing (the
     /// channel carries the segments).
     queued: std::sync::Arc<AtomicU64>,
+    /// Bytes appended to any consumer's log so far: the writer reads the log's growth from it.
+    /// Relaxed: a statistic, it publishes nothing.
+    appended: std::sync::Arc<AtomicU64>,
 }
 
 impl Behind {
+    /// Counts `n` bytes a consumer's round appended to its log.
+    pub fn logged(&self, n: u64) {
+        self.appended.fetch_add(n, Ordering::Relaxed); // Relaxed: see `appended`
+    }
+
     /// Whether everything handed over is applied.
     pub fn idle(&self) -> bool {
         self.queued.load(Ordering::Relaxed) == 0 // Relaxed: see `queued`
@@ -422,6 +432,17 @@ pub struct Applied {
     /// Shapes marked for rebuild: their file lost bytes the log had made durable.
     pub marked: u64,
     pub bytes: u64,
+}
+
+impl std::ops::AddAssign for Applied {
+    fn add_assign(&mut self, o: Applied) {
+        self.segments += o.segments;
+        self.records += o.records;
+        self.written += o.written;
+        self.stale += o.stale;
+        self.marked += o.marked;
+        self.bytes += o.bytes;
+    }
 }
 
 /// Applies `segments` (in order: a consumer's segments by sequence number) to the shape
@@ -670,7 +691,12 @@ pub fn recover(layout: &Layout, out: &Path) -> Result<Applied> {
     if segs.is_empty() {
         return Ok(Applied::default());
     }
-    let a = apply_segments(layout, out, &segs)?;
+    // In batches, as the writer does: the segments may hold up to `QUEUED_BYTES`, and a
+    // batch is read into memory. Applying batch after batch keeps each shape's order.
+    let mut a = Applied::default();
+    for batch in segs.chunks(BATCH) {
+        a += apply_segments(layout, out, batch)?;
+    }
     log!(
         "wal: recovered {} segment(s): {} record(s), {} written to their files, {} stale, {} shape(s) marked",
         a.segments,
@@ -691,9 +717,11 @@ pub fn spawn_writer(
 ) -> io::Result<(Behind, thread::JoinHandle<Applied>)> {
     let (tx, rx) = crossbeam_channel::unbounded::<(PathBuf, u64)>();
     let queued = std::sync::Arc::new(AtomicU64::new(0));
+    let appended = std::sync::Arc::new(AtomicU64::new(0));
     let behind = Behind {
         tx,
         queued: queued.clone(),
+        appended: appended.clone(),
     };
     let h = thread::Builder::new()
         .name("write-behind".into())
@@ -701,11 +729,12 @@ pub fn spawn_writer(
             let mut total = Applied::default();
             let mut queue: VecDeque<(PathBuf, u64)> = VecDeque::new();
             let mut waiting = 0u64;
-            let mut arrivals: VecDeque<(Instant, u64)> = VecDeque::new();
+            // (when, bytes appended to the logs by then), over the last second.
+            let mut growth: VecDeque<(Instant, u64)> =
+                VecDeque::from([(Instant::now(), appended.load(Ordering::Relaxed))]); // Relaxed: see `Behind::appended`
             let mut open = true;
             loop {
                 let mut arrive = |(p, n): (PathBuf, u64)| {
-                    arrivals.push_back((Instant::now(), n));
                     waiting += n;
                     queue.push_back((p, n));
                 };
@@ -715,11 +744,14 @@ pub fn spawn_writer(
                     Err(RecvTimeoutError::Disconnected) => open = false,
                 }
                 rx.try_iter().for_each(&mut arrive);
-                while arrivals
-                    .front()
-                    .is_some_and(|(t, _)| t.elapsed() > Duration::from_secs(1))
+                // Relaxed: see `Behind::appended`.
+                growth.push_back((Instant::now(), appended.load(Ordering::Relaxed)));
+                while growth.len() > 1
+                    && growth
+                        .front()
+                        .is_some_and(|(t, _)| t.elapsed() > Duration::from_secs(1))
                 {
-                    arrivals.pop_front();
+                    growth.pop_front();
                 }
                 if queue.is_empty() {
                     if open {
@@ -727,7 +759,11 @@ pub fn spawn_writer(
                     }
                     break;
                 }
-                let rate: u64 = arrivals.iter().map(|(_, n)| n).sum();
+                // The log's growth over (about) the last second.
+                let rate = match (growth.front(), growth.back()) {
+                    (Some(a), Some(b)) => b.1 - a.1,
+                    _ => 0,
+                };
                 if open && rate > BUSY_BYTES_PER_S && waiting < DEFER_BYTES {
                     continue;
                 }
@@ -735,12 +771,7 @@ pub fn spawn_writer(
                 let paths: Vec<PathBuf> = queue.iter().take(n).map(|(p, _)| p.clone()).collect();
                 match apply_segments(&layout, &out, &paths) {
                     Ok(a) => {
-                        total.segments += a.segments;
-                        total.records += a.records;
-                        total.written += a.written;
-                        total.stale += a.stale;
-                        total.marked += a.marked;
-                        total.bytes += a.bytes;
+                        total += a;
                         let bytes: u64 = queue.drain(..n).map(|(_, b)| b).sum();
                         waiting -= bytes;
                         queued.fetch_sub(bytes, Ordering::Relaxed); // Relaxed: see `Behind::queued`
@@ -930,6 +961,38 @@ mod tests {
         let f = create_with_nonce(&p2, 5).unwrap();
         assert!(matches!(Ident::of(&f).unwrap(), Ident::Inode { .. }));
         assert_eq!(read(2), "snap I 2 z\n");
+        fs::remove_dir_all(&out).unwrap();
+    }
+
+    /// The writer stands aside while the logs grow faster than `BUSY_BYTES_PER_S`, and applies
+    /// what waits once they slow down; at the end it applies everything.
+    #[test]
+    fn the_writer_stands_aside_while_the_log_grows_fast() {
+        let (layout, out) = setup("busy");
+        let (i0, _) = touch(&layout, &out, 0);
+        let (b, h) = spawn_writer(layout.clone(), out.clone()).unwrap();
+        let mut s = Segment::create(&out, 0, 0).unwrap();
+        s.append(key(0), i0, 0, b"10 I 4 a\n");
+        s.commit(|| Ok(())).unwrap();
+        let seg = s.path.clone();
+        let busy_until = Instant::now() + Duration::from_millis(800);
+        b.logged(BUSY_BYTES_PER_S * 2);
+        b.hand_over(s).unwrap();
+        while Instant::now() < busy_until {
+            b.logged(BUSY_BYTES_PER_S / 2);
+            thread::sleep(Duration::from_millis(50));
+            assert!(seg.exists(), "applied while the log grew fast");
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while seg.exists() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!seg.exists(), "applied once the log slowed down");
+        assert!(b.idle());
+        drop(b);
+        assert_eq!(h.join().unwrap().written, 1);
+        let text = fs::read_to_string(layout.path(&out, key(0))).unwrap();
+        assert_eq!(text, "10 I 4 a\n");
         fs::remove_dir_all(&out).unwrap();
     }
 
