@@ -85,6 +85,11 @@ pub fn ack_lag(
         let mut lags = Lags::default();
         let mut closed = false;
         let mut stop_at: Option<std::time::Instant> = None;
+        // Each commit's times (LSN, server commit, received, confirmed; Unix microseconds),
+        // for finding when a tail happened.
+        let mut trace = std::env::var_os("PG_PIPELINE_LAG_TRACE")
+            .and_then(|p| std::fs::File::create(p).ok())
+            .map(std::io::BufWriter::new);
         loop {
             loop {
                 match rx.try_recv() {
@@ -105,7 +110,11 @@ pub fn ack_lag(
             let confirmed = Lsn::parse(&s).map_or(0, Lsn::as_u64);
             let now = now_unix_us();
             while waiting.front().is_some_and(|(lsn, _, _)| *lsn <= confirmed) {
-                let (_, t, r) = waiting.pop_front().expect("checked");
+                let (lsn, t, r) = waiting.pop_front().expect("checked");
+                if let Some(f) = trace.as_mut() {
+                    use std::io::Write;
+                    let _ = writeln!(f, "{lsn} {t} {r} {now}");
+                }
                 lags.whole.push(now.saturating_sub(t).max(0) as u64);
                 lags.received.push(r.saturating_sub(t).max(0) as u64);
                 lags.after_receipt.push(now.saturating_sub(r).max(0) as u64);
