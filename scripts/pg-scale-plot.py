@@ -65,7 +65,7 @@ def main():
     axes.flat[-1].axis("off")
     axes.flat[-1].text(0, 0.5, "pg-pipeline on a real PostgreSQL\n(scripts/pg-scale)\n\n"
                        f"group fsync {a.fsync_ms:g} ms, scan {a.scan_ms:g} ms\n"
-                       "8 consumer threads, one file per shape,\n4 tables, shapes id % N = k",
+                       "8 consumer threads, a write-ahead log each,\nshape files written behind;\n4 tables, shapes id % N = k",
                        fontsize=9, va="center")
     fig.tight_layout()
     fig.savefig(a.out)
