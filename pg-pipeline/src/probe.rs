@@ -14,6 +14,7 @@
 //!   acknowledgement.
 
 use std::collections::VecDeque;
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -87,9 +88,14 @@ pub fn ack_lag(
         let mut stop_at: Option<std::time::Instant> = None;
         // Each commit's times (LSN, server commit, received, confirmed; Unix microseconds),
         // for finding when a tail happened.
+        // A path that cannot be created is an error, not a trace silently missing.
         let mut trace = std::env::var_os("PG_PIPELINE_LAG_TRACE")
-            .and_then(|p| std::fs::File::create(p).ok())
-            .map(std::io::BufWriter::new);
+            .map(|p| {
+                std::fs::File::create(&p)
+                    .map(std::io::BufWriter::new)
+                    .with_context(|| format!("PG_PIPELINE_LAG_TRACE: creating {p:?}"))
+            })
+            .transpose()?;
         loop {
             loop {
                 match rx.try_recv() {
@@ -112,8 +118,7 @@ pub fn ack_lag(
             while waiting.front().is_some_and(|(lsn, _, _)| *lsn <= confirmed) {
                 let (lsn, t, r) = waiting.pop_front().expect("checked");
                 if let Some(f) = trace.as_mut() {
-                    use std::io::Write;
-                    let _ = writeln!(f, "{lsn} {t} {r} {now}");
+                    writeln!(f, "{lsn} {t} {r} {now}").context("PG_PIPELINE_LAG_TRACE: writing")?;
                 }
                 lags.whole.push(now.saturating_sub(t).max(0) as u64);
                 lags.received.push(r.saturating_sub(t).max(0) as u64);
@@ -123,6 +128,9 @@ pub fn ack_lag(
             if stop.load(Ordering::Relaxed) || closed {
                 let at = *stop_at.get_or_insert_with(std::time::Instant::now);
                 if waiting.is_empty() || at.elapsed() > Duration::from_secs(5) {
+                    if let Some(f) = trace.as_mut() {
+                        f.flush().context("PG_PIPELINE_LAG_TRACE: writing")?;
+                    }
                     return Ok(lags);
                 }
             }
