@@ -196,6 +196,76 @@ mod harness {
         )
     }
 
+    /// A flag that a thread ending a shape sets once its call returned; a model reads it just
+    /// before a step to know whether the end happened before that step.
+    #[derive(Clone)]
+    pub struct Returned(loom::sync::Arc<loom::sync::atomic::AtomicBool>);
+
+    impl Returned {
+        /// Not returned yet.
+        pub fn new() -> Self {
+            Returned(loom::sync::Arc::new(loom::sync::atomic::AtomicBool::new(
+                false,
+            )))
+        }
+
+        /// The end's call returned (everything it did before is published).
+        pub fn set(&self) {
+            // Release: pairs with the Acquire load in `get`.
+            self.0.store(true, loom::sync::atomic::Ordering::Release);
+        }
+
+        /// Whether the end's call has returned; if so, everything it did is visible.
+        pub fn get(&self) -> bool {
+            // Acquire: pairs with the Release store in `set`.
+            self.0.load(loom::sync::atomic::Ordering::Acquire)
+        }
+    }
+
+    impl Default for Returned {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    /// `remove(key)` on a new thread, which asserts that it ended the shape and then sets the
+    /// returned flag.
+    pub fn spawn_remove(
+        t: &FlushTracker<&'static str>,
+        key: &'static str,
+    ) -> (loom::thread::JoinHandle<()>, Returned) {
+        let returned = Returned::new();
+        let remover = {
+            let (t, returned) = (t.clone(), returned.clone());
+            loom::thread::spawn(move || {
+                assert!(t.remove(&key), "`{key}` was live: remove ends it");
+                returned.set();
+            })
+        };
+        (remover, returned)
+    }
+
+    /// Checks a scan of the [`a_pending_b_caught_up`] fixture that raced the end of `a`, which
+    /// made `a_durable` durable: safe ([`assert_safe_ab`]), and not counting `a` if the end had
+    /// returned before the scan started (`ended_before`). Returns whether it counted `a`.
+    pub fn check_scan_vs_end_of_a(
+        r: &flushwatch::ScanReport<&'static str>,
+        a_durable: Offset,
+        ended_before: bool,
+    ) -> bool {
+        // `b` is caught up, so the scan counted `a` iff it saw one pending shape.
+        let saw_a = r.pending == 1;
+        assert!(r.pending <= 1, "{r:?}");
+        assert_safe_ab(r.watermark, a_durable, saw_a, r);
+        if ended_before {
+            assert!(
+                !saw_a,
+                "an end that returned before the scan counts at once: {r:?}"
+            );
+        }
+        saw_a
+    }
+
     /// The [`a_pending_b_caught_up`] fixture with zero grace and challenge under `policy`, at
     /// tick 0: the first scan after the clock moves suspects `a`, the next one acts.
     pub fn stalling(

@@ -26,10 +26,9 @@
 
 use flushwatch::{DownCause, Event};
 use flushwatch_loom_tests::{
-    a_pending_b_caught_up, assert_position, assert_safe_ab, drain, explore, tracker,
+    a_pending_b_caught_up, assert_position, check_scan_vs_end_of_a, drain, explore, tracker,
+    Returned,
 };
-use loom::sync::atomic::{AtomicBool, Ordering};
-use loom::sync::Arc;
 use loom::thread;
 
 fn end_pending_vs_scan(retire: bool) {
@@ -39,7 +38,7 @@ fn end_pending_vs_scan(retire: bool) {
         a.flushed(10);
         let a_id = a.id();
 
-        let ended = Arc::new(AtomicBool::new(false));
+        let ended = Returned::new();
         let ender = {
             let ended = ended.clone();
             thread::spawn(move || {
@@ -48,25 +47,14 @@ fn end_pending_vs_scan(retire: bool) {
                 } else {
                     drop(a);
                 }
-                // Release: pairs with the scanner's Acquire load.
-                ended.store(true, Ordering::Release);
+                ended.set();
             })
         };
-        // Acquire: pairs with the ender's Release store.
-        let after_end = ended.load(Ordering::Acquire);
+        let after_end = ended.get();
         let r = t.scan();
         ender.join().unwrap();
 
-        // `b` is caught up, so the scan counted `a` iff it saw one pending shape.
-        let saw_a = r.pending == 1;
-        assert!(r.pending <= 1, "{r:?}");
-        assert_safe_ab(r.watermark, 10, saw_a, &r);
-        if after_end {
-            assert!(
-                !saw_a,
-                "an end that returned before the scan counts at once"
-            );
-        }
+        let saw_a = check_scan_vs_end_of_a(&r, 10, after_end);
         if saw_a {
             // Named unless the end took its key before the scan looked it up.
             assert_eq!(r.watermark, 10, "{r:?}");

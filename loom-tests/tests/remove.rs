@@ -29,10 +29,9 @@
 
 use flushwatch::Error;
 use flushwatch_loom_tests::{
-    a_pending_b_caught_up, assert_position, assert_safe_ab, drain, explore, tracker,
+    a_pending_b_caught_up, assert_position, check_scan_vs_end_of_a, drain, explore, spawn_remove,
+    tracker,
 };
-use loom::sync::atomic::{AtomicBool, Ordering};
-use loom::sync::Arc;
 use loom::thread;
 
 #[test]
@@ -42,36 +41,17 @@ fn remove_vs_flushed_and_scan() {
         let (a, b) = a_pending_b_caught_up(&t); // a: sent 25, flushed 0
         let a_id = a.id();
 
-        let removed = Arc::new(AtomicBool::new(false));
-        let remover = {
-            let t = t.clone();
-            let removed = removed.clone();
-            thread::spawn(move || {
-                assert!(t.remove(&"a"));
-                // Release: pairs with the scanner's Acquire load.
-                removed.store(true, Ordering::Release);
-            })
-        };
+        let (remover, removed) = spawn_remove(&t, "a");
         let writer = thread::spawn(move || {
             a.flushed(10);
             a
         });
-        // Acquire: pairs with the remover's Release store.
-        let after_remove = removed.load(Ordering::Acquire);
+        let after_remove = removed.get();
         let r = t.scan();
         remover.join().unwrap();
         let a = writer.join().unwrap();
 
-        // `b` is caught up, so the scan counted `a` iff it saw one pending shape.
-        let saw_a = r.pending == 1;
-        assert!(r.pending <= 1, "{r:?}");
-        assert_safe_ab(r.watermark, 10, saw_a, &r);
-        if after_remove {
-            assert!(
-                !saw_a,
-                "a removal that returned before the scan counts at once"
-            );
-        }
+        let saw_a = check_scan_vs_end_of_a(&r, 10, after_remove);
         if saw_a {
             assert!(r.watermark == 0 || r.watermark == 10, "{r:?}");
             assert_eq!(r.pinned_by, Some("a"));

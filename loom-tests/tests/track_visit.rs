@@ -9,9 +9,22 @@
 //!   read `last_seen` 25 may visit `a` after the track: it must see `sent` 30 together with the
 //!   raised floor 25 (the `Release` store of `sent` publishes the floor), and publish exactly
 //!   25 whatever the interleaving; with the old floor it would count `a` pending at 20 and
-//!   publish 20 although everything up to 25 is durable (`sent-release`).
+//!   publish 20 although everything up to 25 is durable.
 //! - `last_seen_comes_with_the_slots_of_its_commit`: the other thread reads `last_seen()` and
-//!   then `status("a")`: having seen 30, it must see `a` sent 30 (`last-seen-release`).
+//!   then `status("a")`: having seen 30, it must see `a` sent 30 (`last-seen-release`); and
+//!   whatever `last_seen` it read, a status that shows `sent` 30 shows the floor raised with
+//!   it, flushed 25, never `sent` 30 with flushed 20 (`sent-release`: `track` storing `sent`
+//!   without `Release`).
+//!
+//! Why the scan model does not catch `sent-release` on its own: loom never runs the track
+//! between the scan's gather and its loads of the slot. Its partial-order reduction adds a
+//! backtracking point only at the *last* access to an object before a conflicting one, and
+//! skips it when that access happens-before the conflicting one. The last scan load of `a`'s
+//! `sent` and `floor` before the track's stores is `prune`'s re-check, made under the producer
+//! lock, which the lock orders before the track: so loom never tries the track before the
+//! visit's earlier loads (instrumented: in all 14 executions, every scan load that returned
+//! `sent` 30 also returned the floor 25, through a lock hand-over). `status` takes no producer
+//! lock, so the second model reaches the window with the stale floor.
 //!
 //! Bound: preemption bound 2: one preemption puts the whole `track` between the scan's gather
 //! (or the reader's first load) and what follows; loom picks every coherent value of each load.
@@ -61,7 +74,13 @@ fn last_seen_comes_with_the_slots_of_its_commit() {
             let s = t.status(&"a").unwrap();
             match seen {
                 30 => assert_eq!((s.sent, s.flushed, s.pending), (30, 25, true), "{s:?}"),
-                25 => assert!(s.sent == 20 || s.sent == 30, "{s:?}"),
+                // Before the track, or after it: the raised floor comes with `sent` 30 (with
+                // `sent` 20 the floor may be either: the track's store of it is not ordered
+                // after the load of `sent`).
+                25 => assert!(
+                    matches!((s.sent, s.flushed), (20, 20 | 25) | (30, 25)),
+                    "{s:?}"
+                ),
                 other => panic!("last_seen {other}"),
             }
             assert!(!a.is_evicted());
