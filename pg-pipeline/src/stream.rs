@@ -589,7 +589,7 @@ pub fn run(o: RunOpts) -> Result<()> {
         stats.hist_ns
     );
     log!(
-        "done: commits={} filtered={} backpressure_waits={} secs={:.3} track_ns={} flushed_ns={} scanner_ns={} process_cpu_ns={} stream_cpu_ns={} reconnects={} replayed={} fsyncs={} rounds={} rebuilt={}",
+        "done: commits={} filtered={} backpressure_waits={} secs={:.3} track_ns={} flushed_ns={} scanner_ns={} process_cpu_ns={} stream_cpu_ns={} reconnects={} replayed={} fsyncs={} rounds={} rebuilt={} rows={}",
         stats.commits.load(Ordering::Relaxed),
         stats.filtered.load(Ordering::Relaxed),
         stats.backpressure_waits.load(Ordering::Relaxed),
@@ -604,6 +604,7 @@ pub fn run(o: RunOpts) -> Result<()> {
         counters.fsyncs.load(Ordering::Relaxed),
         counters.rounds.load(Ordering::Relaxed),
         counters.rebuilt.load(Ordering::Relaxed),
+        counters.rows.load(Ordering::Relaxed),
     );
     result
 }
