@@ -496,8 +496,10 @@ pub fn run(o: RunOpts) -> Result<()> {
     }
     // Start-up is over: the wedge counts from here, and so does the lag measurement.
     let stream_start = Instant::now();
-    // The CPU the start-up took (opening every file) is no part of the stream's.
+    // The CPU the start-up took (opening every file) is no part of the stream's, nor are the
+    // scans made meanwhile: the tracker's share is over the same interval as the stream's CPU.
     let cpu_at_start = process_cpu_ns();
+    let scanner_at_start = scanner_cpu_ns();
     let _ = wedge.at.set(stream_start + o.wedge_after);
     if o.wedge_shape.is_some() {
         // Commits received later than 1 s before the wedge may wait for its eviction: their
@@ -561,7 +563,7 @@ pub fn run(o: RunOpts) -> Result<()> {
     }
     // The stream's CPU: what the write-behind does after it (below) is not part of it.
     let cpu = process_cpu_ns();
-    let scanner_ns = scanner_cpu_ns();
+    let scanner_ns = scanner_cpu_ns().saturating_sub(scanner_at_start);
     if let Some(h) = behind {
         // The consumers handed over their last segments: the shape files catch up with the
         // log before the process ends (a crash instead would leave it to the next recovery).
@@ -589,7 +591,7 @@ pub fn run(o: RunOpts) -> Result<()> {
         stats.hist_ns
     );
     log!(
-        "done: commits={} filtered={} backpressure_waits={} secs={:.3} track_ns={} flushed_ns={} scanner_ns={} process_cpu_ns={} stream_cpu_ns={} reconnects={} replayed={} fsyncs={} rounds={} rebuilt={} rows={}",
+        "done: commits={} filtered={} backpressure_waits={} secs={:.3} track_ns={} flushed_ns={} scanner_ns={} process_cpu_ns={} stream_cpu_ns={} reconnects={} replayed={} fsyncs={} rounds={} rebuilt={} rows={} scanner_startup_ns={}",
         stats.commits.load(Ordering::Relaxed),
         stats.filtered.load(Ordering::Relaxed),
         stats.backpressure_waits.load(Ordering::Relaxed),
@@ -605,6 +607,7 @@ pub fn run(o: RunOpts) -> Result<()> {
         counters.rounds.load(Ordering::Relaxed),
         counters.rebuilt.load(Ordering::Relaxed),
         counters.rows.load(Ordering::Relaxed),
+        scanner_at_start,
     );
     result
 }
