@@ -236,7 +236,7 @@ pub struct ShapeStatus<K> {
     pub key: K,
     /// The highest commit tracked for it.
     pub sent: Offset,
-    /// The highest position known durable for it.
+    /// The highest position known durable for it; never above `sent`.
     pub flushed: Offset,
     /// Whether `flushed < sent`.
     pub pending: bool,

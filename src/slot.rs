@@ -172,6 +172,10 @@ impl Slot {
     /// The shape's status (`state` already loaded and checked live) at tick `now`.
     pub(crate) fn status<K>(&self, key: K, state: u64, now: u64, last_seen: u64) -> ShapeStatus<K> {
         let (flushed, sent) = self.positions();
+        // Never above `sent`: a status racing `track` may read the old `sent` and the floor
+        // that track raised for the new one (stored before `sent`, published by it); the
+        // clamp gives the shape as it was before that track, caught up at the old `sent`.
+        let flushed = flushed.min(sent);
         let pending = flushed < sent;
         let idle = if pending {
             now.saturating_sub(self.last_progress())
