@@ -241,6 +241,7 @@ mod counters;
 mod error;
 mod events;
 mod features;
+mod hint;
 mod inspect;
 mod key;
 #[cfg(feature = "tracing")]
@@ -267,6 +268,7 @@ pub use config::{Config, StallPolicy};
 pub use error::{ConfigError, Error, SpawnError};
 #[cfg(all(feature = "tokio", not(loom)))]
 pub use features::tokio::EventStream;
+pub use hint::TrackHint;
 pub use key::ShapeKey;
 pub use receiver::{Events, IntoIter, Iter, RecvError, RecvTimeoutError, TryIter, TryRecvError};
 pub use report::{DownCause, Event, ScanReport, ShapeId, ShapeStatus, Stats, Tracked};

@@ -133,6 +133,22 @@ impl<K> Writer<K> {
         }
     }
 
+    /// A [`TrackHint`](crate::TrackHint) for this shape, for the producer to
+    /// [`prefetch`](crate::TrackHint::prefetch) ahead of `track`: take it with the id when
+    /// the shape is registered, before the writer goes to its consumer.
+    ///
+    /// ```
+    /// use flushwatch::{Config, FlushTracker};
+    /// let tracker = FlushTracker::new(Config::default())?;
+    /// let w = tracker.register("a")?;
+    /// let hint = w.track_hint();
+    /// assert_eq!(hint.id(), w.id());
+    /// # Ok::<(), flushwatch::Error>(())
+    /// ```
+    pub fn track_hint(&self) -> crate::TrackHint {
+        crate::TrackHint::new(self.slots.clone(), self.id())
+    }
+
     /// The shape's key.
     pub fn key(&self) -> &K {
         &self.key

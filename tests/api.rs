@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use flushwatch::{
     Clock, Config, ConfigError, DownCause, Error, Event, Events, FlushTracker, MockClock,
-    RecvError, RecvTimeoutError, ScanReport, ShapeStatus, StallPolicy, Stats, Tracked,
+    RecvError, RecvTimeoutError, ScanReport, ShapeStatus, StallPolicy, Stats, TrackHint, Tracked,
     TryRecvError, Writer,
 };
 
@@ -90,6 +90,8 @@ fn the_public_types_have_the_common_traits() {
     debug::<flushwatch::TryIter<'static, String>>();
     debug::<flushwatch::IntoIter<String>>();
     debug::<Config>();
+    send_sync::<TrackHint>();
+    clone_debug::<TrackHint>();
 }
 
 #[test]
@@ -127,6 +129,53 @@ fn debug_output_says_what_it_is() {
     );
     let scanner = tracker.spawn_scanner().unwrap();
     assert_eq!(format!("{scanner:?}"), "Scanner { .. }");
+}
+
+// --- Track hints ----------------------------------------------------------------------------------
+
+#[test]
+fn a_track_hint_names_only_its_own_live_shape() {
+    let tracker = FlushTracker::<&str>::new(Config::default()).unwrap();
+    let other = FlushTracker::<&str>::new(Config::default()).unwrap();
+    let a = tracker.register("a").unwrap();
+    let id = a.id();
+    let hint = a.track_hint();
+    assert_eq!(hint.id(), id);
+    assert_eq!(tracker.track_hint(id).map(|h| h.id()), Some(id));
+    assert!(other.track_hint(id).is_none(), "another tracker's id");
+    assert_eq!(std::mem::size_of::<TrackHint>(), 24);
+    assert_eq!(format!("{hint:?}"), format!("TrackHint {{ id: {id:?} }}"));
+
+    // The shape ends; its slot goes to the next shape. The old hint stays harmless, the
+    // tracker gives none for the old id, and a new one for the new shape.
+    drop(a);
+    assert!(tracker.track_hint(id).is_none(), "a dropped shape");
+    let b = tracker.register("b").unwrap();
+    assert!(
+        tracker.track_hint(id).is_none(),
+        "the slot's previous shape"
+    );
+    let fresh = tracker.track_hint(b.id()).unwrap();
+    assert_eq!(fresh.id(), b.id());
+    hint.prefetch();
+    fresh.prefetch();
+    let t = tracker.track(5, &[hint.id(), fresh.id()]).unwrap();
+    assert_eq!((t.tracked, t.skipped), (1, 1));
+    assert_eq!(tracker.status("b").unwrap().sent, 5);
+}
+
+#[test]
+fn track_hints_from_ids_past_the_first_page() {
+    let tracker = FlushTracker::<u64>::new(Config::default()).unwrap();
+    let writers: Vec<Writer<u64>> = (0..2500).map(|k| tracker.register(k).unwrap()).collect();
+    for w in &writers {
+        assert_eq!(tracker.track_hint(w.id()).unwrap().id(), w.id());
+        w.track_hint().prefetch();
+    }
+    // A hint's id tracks like the writer's own.
+    let ids: Vec<_> = writers.iter().map(|w| w.track_hint().id()).collect();
+    assert_eq!(tracker.track(9, &ids).unwrap().tracked, 2500);
+    assert_eq!(tracker.status(&2499).unwrap().sent, 9);
 }
 
 // --- Events ---------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use crossbeam_channel::{self as channel, Receiver, Sender};
 use flushwatch::Events;
-use flushwatch::{Config, Error as FwError, Event, FlushTracker, ShapeId, StallPolicy};
+use flushwatch::{Config, Error as FwError, Event, FlushTracker, ShapeId, StallPolicy, TrackHint};
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent};
 
 use crate::consumer::{Consumer, Counters, Dead, Msg, Rebuilt, Wedge};
@@ -173,7 +173,9 @@ struct Txn {
 
 enum Route {
     Live {
-        id: ShapeId,
+        /// The shape's id, and its slot to prefetch when a row for it arrives: `track` finds
+        /// the line (last written by the shape's consumer, on another core) already here.
+        hint: TrackHint,
         consumer: usize,
         /// A rebuilt shape's snapshot, until the stream passes it: a transaction the snapshot
         /// already saw is skipped for this shape (the reader lags the server, so the snapshot
@@ -387,7 +389,7 @@ pub fn run(o: RunOpts) -> Result<()> {
         }
         let consumer = n % o.consumers;
         let writer = tracker.register(key)?;
-        let id = writer.id();
+        let hint = writer.track_hint();
         txs[consumer]
             .send(Msg::Adopt {
                 key,
@@ -397,7 +399,7 @@ pub fn run(o: RunOpts) -> Result<()> {
             })
             .map_err(|_| anyhow::anyhow!("consumer {consumer} is gone"))?;
         routes.push(Route::Live {
-            id,
+            hint,
             consumer,
             filter: None,
         });
@@ -1041,7 +1043,7 @@ impl Reader {
                     Err(e) => return Err(e).with_context(|| format!("registering {key}")),
                 }
             };
-            let id = writer.id();
+            let hint = writer.track_hint();
             self.txs[consumer]
                 .send(Msg::Adopt {
                     key,
@@ -1055,7 +1057,7 @@ impl Reader {
                 })
                 .map_err(|_| anyhow::anyhow!("consumer {consumer} is gone"))?;
             self.routes[i] = Route::Live {
-                id,
+                hint,
                 consumer,
                 // Transactions committing after the snapshot's WAL position are invisible to
                 // it by construction; the filter is needed only up to there.
@@ -1207,6 +1209,9 @@ impl Reader {
             bail!("row without an integer {}", self.o.layout.key_column);
         };
         let shape = self.o.layout.shape_of(table, key);
+        if let Route::Live { hint, .. } = &self.routes[index(&self.o.layout, shape)] {
+            hint.prefetch();
+        }
         // A delete carries only the key (replica identity): no payload.
         let mut cols: Vec<Option<&[u8]>> = Vec::with_capacity(tuple.len());
         if op != b'D' {
@@ -1290,7 +1295,7 @@ impl Reader {
             let mut dest = None;
             match &mut self.routes[index(&self.o.layout, *key)] {
                 Route::Live {
-                    id,
+                    hint,
                     consumer,
                     filter,
                 } => {
@@ -1304,7 +1309,7 @@ impl Reader {
                         }
                     }
                     dest = Some(*consumer);
-                    ids.push(*id);
+                    ids.push(hint.id());
                     if self.o.fault == Fault::KillWindow
                         && !self.fault_fired
                         && caught_up_shape.is_none()

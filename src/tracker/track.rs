@@ -5,7 +5,7 @@
 use std::borrow::Borrow;
 use std::hash::Hash;
 
-use crate::{Error, FlushTracker, Offset, ShapeId, ShapeKey, Tracked};
+use crate::{slot, Error, FlushTracker, Offset, ShapeId, ShapeKey, TrackHint, Tracked};
 
 impl<K: ShapeKey> FlushTracker<K> {
     /// Records commit `commit` as sent to `shapes`. Commits must strictly increase and be at
@@ -43,6 +43,34 @@ impl<K: ShapeKey> FlushTracker<K> {
     /// ```
     pub fn track(&self, commit: Offset, shapes: &[ShapeId]) -> Result<Tracked, Error> {
         self.shared().track_ids(commit, shapes.iter().copied(), 0)
+    }
+
+    /// A [`TrackHint`] for shape `id`, to call [`TrackHint::prefetch`] with when the producer
+    /// first routes a change to it, ahead of the `track` of its commit. `None` if `id` does
+    /// not name a live shape of this tracker (gone, or made by another tracker).
+    ///
+    /// Get it once per shape (when it is registered, next to its id), not per change.
+    /// Locking behaviour: the page list's read lock.
+    ///
+    /// ```
+    /// use flushwatch::{Config, FlushTracker};
+    /// let tracker = FlushTracker::new(Config::default())?;
+    /// let other = FlushTracker::<&str>::new(Config::default())?;
+    /// let w = tracker.register("a")?;
+    /// assert!(tracker.track_hint(w.id()).is_some());
+    /// assert!(other.track_hint(w.id()).is_none()); // another tracker's id
+    /// drop(w);
+    /// # Ok::<(), flushwatch::Error>(())
+    /// ```
+    pub fn track_hint(&self, id: ShapeId) -> Option<TrackHint> {
+        let shared = self.shared();
+        let slots = {
+            let pages = crate::sync::read(&shared.slab.pages);
+            let (page, _) = slot::locate_page(&pages, id.index)?;
+            page.slots.clone()
+        };
+        // The id's generation checked as `is_live` does, on the slot the hint will name.
+        shared.is_live(id).then(|| TrackHint::new(slots, id))
     }
 
     /// [`track`](FlushTracker::track) by key: keys that are not registered are skipped and
