@@ -17,16 +17,30 @@
 //! - baselines: the steady state, like `flushwatch`. The actor's timing is end to end (a round
 //!   trip closes each sample).
 //!
+//! `track_remote`: `track` as a pipeline's producer meets it, and [`TrackHint`]. 100,000 shapes
+//! whose writers live on a consumer thread that sweeps them without pause, reporting each caught
+//! up (a report is a store to the shape's slot line only where the shape had a new commit); the
+//! producer, on another core, tracks one shape per commit, in a pseudo-random order. Before each
+//! `track` it does a fixed piece of other work (`PARSE`, standing for the transaction's rows
+//! being parsed: the same instructions in every case):
+//! - `parse_track`: the work, then `track`;
+//! - `hint_parse_track`: the shape's `TrackHint::prefetch()`, the work, then `track`, as
+//!   pg-pipeline does when it routes a row;
+//! - `parse`: the work alone, the floor of both. What `track` costs in each is its time less
+//!   this one (`scripts/bench-summary` prints both differences and their ratio).
+//!
 //! Run: `cargo bench --bench track`.
 
 mod baselines;
 
 use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use baselines::{Actor, Dash, Design, Electric, MutexMap, Shape};
 use criterion::{measurement::WallTime, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
-use flushwatch::{Config, FlushTracker, ShapeId, Writer};
+use flushwatch::{Config, FlushTracker, ShapeId, TrackHint, Writer};
 
 /// Registered shapes and shapes per commit: the `track` group, then `track_scale`.
 const REGISTERED: usize = 10_000;
@@ -136,6 +150,81 @@ fn bench_track(c: &mut Criterion, group: &str, n: usize, affected: &[usize]) {
     g.finish();
 }
 
+/// Shapes in `track_remote`.
+const REMOTE: usize = 100_000;
+/// Rounds of [`parse`] before each `track` in `track_remote` (about a microsecond here).
+const PARSE: u64 = 400;
+
+/// The producer's other work before a commit: a fixed chain of dependent integer operations.
+#[inline(never)]
+fn parse(seed: u64) -> u64 {
+    let mut x = seed | 1;
+    for _ in 0..PARSE {
+        x = black_box(x.rotate_left(7) ^ x.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    }
+    x
+}
+
+fn bench_remote(c: &mut Criterion) {
+    let (tracker, writers) = tracker(REMOTE);
+    let ids: Vec<ShapeId> = writers.iter().map(|w| w.id()).collect();
+    let hints: Vec<TrackHint> = writers.iter().map(|w| w.track_hint()).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let consumer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut sweeps = 0u64;
+            // Relaxed: a stop flag; the join below orders everything else.
+            while !stop.load(Ordering::Relaxed) {
+                for w in &writers {
+                    w.flushed(u64::MAX); // clamped to what was sent: caught up
+                }
+                sweeps += 1;
+            }
+            (writers, sweeps)
+        })
+    };
+    let mut g = c.benchmark_group("track_remote");
+    let mut commit = 0u64;
+    let mut k = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        k ^= k << 13;
+        k ^= k >> 7;
+        k ^= k << 17;
+        (k % REMOTE as u64) as usize
+    };
+    g.bench_function(BenchmarkId::new("parse", REMOTE), |b| {
+        b.iter(|| black_box(parse(next() as u64)))
+    });
+    g.bench_function(BenchmarkId::new("parse_track", REMOTE), |b| {
+        b.iter(|| {
+            let i = next();
+            black_box(parse(i as u64));
+            commit += 1;
+            black_box(tracker.track(commit, &[ids[i]]).expect("increasing"))
+        })
+    });
+    g.bench_function(BenchmarkId::new("hint_parse_track", REMOTE), |b| {
+        b.iter(|| {
+            let i = next();
+            hints[i].prefetch();
+            black_box(parse(i as u64));
+            commit += 1;
+            black_box(tracker.track(commit, &[ids[i]]).expect("increasing"))
+        })
+    });
+    g.finish();
+    // Relaxed: see the consumer's load.
+    stop.store(true, Ordering::Relaxed);
+    let (writers, sweeps) = consumer.join().expect("the consumer does not panic");
+    // The consumer kept up: everything tracked so far was reported by it, or is now.
+    for w in &writers {
+        w.flushed(u64::MAX);
+    }
+    assert_eq!(tracker.scan().watermark, commit, "every commit reported");
+    println!("remote: {commit} commits tracked, {sweeps} consumer sweeps of {REMOTE} shapes");
+}
+
 fn main() {
     baselines::self_check_all();
     let mut c = Criterion::default().configure_from_args();
@@ -146,5 +235,6 @@ fn main() {
         REGISTERED_AT_SCALE,
         &AFFECTED_AT_SCALE,
     );
+    bench_remote(&mut c);
     c.final_summary();
 }
