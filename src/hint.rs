@@ -5,6 +5,7 @@ use std::fmt;
 
 use crate::slot::{place, Slot, Slots};
 use crate::sync::{prefetch, Arc};
+use crate::ShapeId;
 
 /// A shape's slot, named ahead of [`track`](crate::FlushTracker::track): call
 /// [`prefetch`](TrackHint::prefetch) when the producer first routes a change to the shape,
@@ -13,7 +14,7 @@ use crate::sync::{prefetch, Arc};
 /// Why: a shape's slot is written by its consumer on each flush, usually from another core,
 /// and `track` reads it to know whether the shape was caught up. At 100,000 shapes most of
 /// `track`'s time is waiting for that one line (`BENCHMARKS.md`, "The tracker's share at
-/// 100,000 shapes"). A producer that parses the rows of a transaction before its commit knows
+/// 100,000 shapes, and `TrackHint`"). A producer that parses the rows of a transaction before its commit knows
 /// each shape it touches a few microseconds before `track` does.
 ///
 /// A hint only: [`prefetch`](TrackHint::prefetch) changes no value, orders nothing and takes no
@@ -37,11 +38,11 @@ use crate::sync::{prefetch, Arc};
 pub struct TrackHint {
     /// The slots of the page holding the shape's slot (as its `Writer` holds them).
     slots: Arc<Slots>,
-    id: crate::ShapeId,
+    id: ShapeId,
 }
 
 impl TrackHint {
-    pub(crate) fn new(slots: Arc<Slots>, id: crate::ShapeId) -> Self {
+    pub(crate) fn new(slots: Arc<Slots>, id: ShapeId) -> Self {
         TrackHint { slots, id }
     }
 
@@ -56,7 +57,7 @@ impl TrackHint {
     }
 
     /// The shape this hint was made for.
-    pub fn id(&self) -> crate::ShapeId {
+    pub fn id(&self) -> ShapeId {
         self.id
     }
 }

@@ -135,7 +135,8 @@ impl<K> Writer<K> {
 
     /// A [`TrackHint`](crate::TrackHint) for this shape, for the producer to
     /// [`prefetch`](crate::TrackHint::prefetch) ahead of `track`: take it with the id when
-    /// the shape is registered, before the writer goes to its consumer.
+    /// the shape is registered, before the writer goes to its consumer. An evicted, removed or
+    /// retired writer still gives one, whose id `track` skips, as it skips the writer's own.
     ///
     /// ```
     /// use flushwatch::{Config, FlushTracker};

@@ -143,6 +143,7 @@ fn a_track_hint_names_only_its_own_live_shape() {
     assert_eq!(hint.id(), id);
     assert_eq!(tracker.track_hint(id).map(|h| h.id()), Some(id));
     assert!(other.track_hint(id).is_none(), "another tracker's id");
+    #[cfg(target_pointer_width = "64")]
     assert_eq!(std::mem::size_of::<TrackHint>(), 24);
     assert_eq!(format!("{hint:?}"), format!("TrackHint {{ id: {id:?} }}"));
 
@@ -162,6 +163,14 @@ fn a_track_hint_names_only_its_own_live_shape() {
     let t = tracker.track(5, &[hint.id(), fresh.id()]).unwrap();
     assert_eq!((t.tracked, t.skipped), (1, 1));
     assert_eq!(tracker.status("b").unwrap().sent, 5);
+
+    // A removed shape's writer still gives a hint; `track` skips its id.
+    assert!(tracker.remove("b"));
+    let late = b.track_hint();
+    assert_eq!(late.id(), fresh.id());
+    assert!(tracker.track_hint(late.id()).is_none());
+    let t = tracker.track(6, &[late.id()]).unwrap();
+    assert_eq!((t.tracked, t.skipped), (0, 1));
 }
 
 #[test]
