@@ -273,6 +273,40 @@ fn reports_from_evicted_removed_or_retired_writers_are_ignored() {
 }
 
 #[test]
+fn track_hints_of_ended_shapes_and_other_trackers_are_none_and_stale_ones_are_harmless() {
+    let t = tracker();
+    let other = tracker();
+    let removed = t.register("removed").unwrap();
+    let dropped = t.register("dropped").unwrap();
+    let foreign = other.register("foreign").unwrap();
+    let stale = [removed.track_hint(), dropped.track_hint()];
+    assert!(t.remove("removed"));
+    drop(dropped);
+    for h in &stale {
+        assert!(t.track_hint(h.id()).is_none(), "{h:?}");
+    }
+    assert!(t.track_hint(foreign.id()).is_none(), "another tracker's id");
+    assert!(other.track_hint(foreign.id()).is_some());
+
+    // New shapes take the freed slots; the stale hints' prefetches change nothing.
+    let a = t.register("a").unwrap();
+    let b = t.register("b").unwrap();
+    for h in &stale {
+        h.prefetch();
+    }
+    let tracked = t
+        .track(10, &[a.id(), b.id(), stale[0].id(), stale[1].id()])
+        .unwrap();
+    assert_eq!((tracked.tracked, tracked.skipped), (2, 2));
+    a.flushed(10);
+    t.scan();
+    assert_eq!(t.watermark(), 0, "b holds it");
+    b.flushed(10);
+    t.scan();
+    assert_eq!(t.watermark(), 10);
+}
+
+#[test]
 fn invalid_configs_are_rejected_and_zero_grace_and_challenge_are_valid() {
     let bad = FlushTracker::<u8>::new(Config::default().scan_interval(Duration::ZERO));
     assert_eq!(
