@@ -584,13 +584,13 @@ impl Consumer {
             })
             .collect();
         // This thread's CPU time across the reports (the loop does nothing else).
-        let t = crate::stream::thread_cpu_ns();
+        let t = crate::cpu::thread_cpu_ns();
         for (writer, received) in &reports {
             // Only now is every commit up to `received` durable for this shape.
             writer.flushed(*received);
         }
         c.flushed_ns
-            .fetch_add(crate::stream::cpu_interval(t), Ordering::Relaxed);
+            .fetch_add(crate::cpu::cpu_interval(t), Ordering::Relaxed);
         drop(reports);
         c.rounds.fetch_add(1, Ordering::Relaxed);
         if swept.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {

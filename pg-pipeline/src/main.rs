@@ -20,6 +20,7 @@ macro_rules! log {
 }
 
 mod consumer;
+mod cpu;
 mod files;
 mod pgoutput;
 mod probe;
