@@ -146,6 +146,7 @@ impl<K> Writer<K> {
     /// assert_eq!(hint.id(), w.id());
     /// # Ok::<(), flushwatch::Error>(())
     /// ```
+    #[must_use = "a hint does nothing until its `prefetch` is called"]
     pub fn track_hint(&self) -> crate::TrackHint {
         crate::TrackHint::new(self.slots.clone(), self.id())
     }

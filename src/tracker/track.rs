@@ -62,6 +62,7 @@ impl<K: ShapeKey> FlushTracker<K> {
     /// drop(w);
     /// # Ok::<(), flushwatch::Error>(())
     /// ```
+    #[must_use = "a hint does nothing until its `prefetch` is called"]
     pub fn track_hint(&self, id: ShapeId) -> Option<TrackHint> {
         let shared = self.shared();
         let slots = {
