@@ -78,13 +78,7 @@ impl<K> Shared<K> {
     /// the registry, and it never turns true again. Takes the page list's read lock.
     pub(crate) fn is_live(&self, id: ShapeId) -> bool {
         self.slab
-            .with_slot(id.index, |slot| {
-                let state = slot.state();
-                // The full generation too: a slot reassigned since reads a newer one.
-                slot::is_live(state)
-                    && slot::gen32(state) == id.gen as u32
-                    && slot.generation() == id.gen
-            })
+            .with_slot(id.index, |slot| slot.holds(id))
             .unwrap_or(false)
     }
 

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::slot::{place, Slot, Slots};
+use crate::slot::{in_page, Slot, Slots};
 use crate::sync::{prefetch, Arc};
 use crate::ShapeId;
 
@@ -47,7 +47,7 @@ impl TrackHint {
     }
 
     fn slot(&self) -> &Slot {
-        &self.slots[place(self.id.index as usize).1]
+        in_page(&self.slots, self.id.index)
     }
 
     /// Starts moving the shape's slot line into this core's cache, and returns at once.

@@ -213,6 +213,13 @@ impl Slot {
         self.state.load(Ordering::Relaxed)
     }
 
+    /// Whether the slot holds `id`'s shape, live: what `is_live` and `track_hint` check. The
+    /// full generation too: a slot reassigned since reads a newer one.
+    pub(crate) fn holds(&self, id: crate::ShapeId) -> bool {
+        let state = self.state();
+        is_live(state) && gen32(state) == id.gen as u32 && self.generation() == id.gen
+    }
+
     /// The generation of the shape holding the slot.
     #[inline]
     pub(crate) fn generation(&self) -> u64 {

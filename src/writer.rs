@@ -118,11 +118,11 @@ impl<K: fmt::Debug> fmt::Debug for Writer<K> {
 }
 
 impl<K> Writer<K> {
-    /// The writer's slot: its offset from the one id-to-slot arithmetic (`slot::place`), a
+    /// The writer's slot: its offset from the one id-to-slot arithmetic (`slot::in_page`), a
     /// mask of the index, no bounds check.
     #[inline(always)]
     fn slot(&self) -> &Slot {
-        &self.slots[slot::place(self.index as usize).1]
+        slot::in_page(&self.slots, self.index)
     }
 
     /// The shape's id, for [`FlushTracker::track`](crate::FlushTracker::track).

@@ -37,6 +37,13 @@ pub(crate) fn locate_page<K>(pages: &[Page<K>], index: u32) -> Option<(&Page<K>,
     pages.get(k).map(|page| (page, off))
 }
 
+/// Slot `index` in the page that holds it (a `Writer`'s or a `TrackHint`'s): the page
+/// offset masked from the index, no bounds check.
+#[inline(always)]
+pub(crate) fn in_page(slots: &Slots, index: u32) -> &Slot {
+    &slots[place(index as usize).1]
+}
+
 /// Slot `index` in a page list (see [`locate_page`]).
 #[inline]
 pub(crate) fn locate<K>(pages: &[Page<K>], index: u32) -> Option<&Slot> {

@@ -64,14 +64,12 @@ impl<K: ShapeKey> FlushTracker<K> {
     /// ```
     #[must_use = "a hint does nothing until its `prefetch` is called"]
     pub fn track_hint(&self, id: ShapeId) -> Option<TrackHint> {
-        let shared = self.shared();
-        let slots = {
-            let pages = crate::sync::read(&shared.slab.pages);
-            let (page, _) = slot::locate_page(&pages, id.index)?;
-            page.slots.clone()
-        };
-        // The id's generation checked as `is_live` does, on the slot the hint will name.
-        shared.is_live(id).then(|| TrackHint::new(slots, id))
+        let pages = crate::sync::read(&self.shared().slab.pages);
+        let (page, off) = slot::locate_page(&pages, id.index)?;
+        // Checked as `is_live` checks, under the same read lock that finds the page.
+        page.slots[off]
+            .holds(id)
+            .then(|| TrackHint::new(page.slots.clone(), id))
     }
 
     /// [`track`](FlushTracker::track) by key: keys that are not registered are skipped and
